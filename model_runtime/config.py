@@ -1,0 +1,94 @@
+"""Network configuration: every width, resolution and depth of the PartField network.
+
+`PartFieldConfig.released()` is NVIDIA's released model (model_objaverse.ckpt);
+`PartFieldConfig.small()` is the family member we train and bundle ourselves.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PartFieldConfig:
+    name: str = "partfield-objaverse"
+    # Point encoder (PVConv block 0): 8 input channels (x, y, z, 2x, 2y, 2z, 0, 0).
+    point_in_channels: int = 8
+    pvconv_channels: int = 256
+    voxel_resolution: int = 32
+    # Keep the released model's unused modules (PVConv blocks 1-3, sdf_decoder, logit_scale)
+    # so its state_dict loads strictly. They are never run.
+    dead_modules: bool = True
+    # Triplanes.
+    plane_resolution: int = 128
+    # Triplane UNet: start channels, depth (channels double per level).
+    unet_channels: int = 32
+    unet_depth: int = 3
+    # Triplane transformer over (plane_resolution / 4)^2 * 3 tokens.
+    transformer_width: int = 1024
+    transformer_depth: int = 6
+    transformer_heads: int = 8
+    transformer_mlp_ratio: int = 4
+    # Output planes: the first `sdf_channels` are a training-only SDF head, the rest is the field.
+    out_channels: int = 512
+    sdf_channels: int = 64
+    # Input point count the model was trained with.
+    num_points: int = 100_000
+
+    @property
+    def feature_dim(self) -> int:
+        return self.out_channels - self.sdf_channels
+
+    @property
+    def token_resolution(self) -> int:
+        return self.plane_resolution // 4
+
+    @property
+    def num_tokens(self) -> int:
+        return 3 * self.token_resolution**2
+
+    @classmethod
+    def released(cls) -> "PartFieldConfig":
+        """NVIDIA's released PartField network (model_objaverse.ckpt)."""
+        return cls()
+
+    @classmethod
+    def small(cls) -> "PartFieldConfig":
+        """Our own small model: same architecture family, a few MB of weights."""
+        return cls(
+            name="partfield-small",
+            pvconv_channels=64,
+            voxel_resolution=32,
+            dead_modules=False,
+            plane_resolution=64,
+            unet_channels=32,
+            unet_depth=3,
+            transformer_width=128,
+            transformer_depth=2,
+            transformer_heads=4,
+            transformer_mlp_ratio=4,
+            out_channels=64,
+            sdf_channels=0,
+            num_points=20_000,
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PartFieldConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown PartFieldConfig fields: {', '.join(unknown)}")
+        return cls(**data)
+
+    def validate(self) -> None:
+        if self.plane_resolution % 4:
+            raise ValueError("plane_resolution must be a multiple of 4")
+        if self.plane_resolution % (2 ** (self.unet_depth - 1)):
+            raise ValueError("plane_resolution must be divisible by 2**(unet_depth-1)")
+        if self.transformer_width % self.transformer_heads:
+            raise ValueError("transformer_width must be divisible by transformer_heads")
+        if not 0 <= self.sdf_channels < self.out_channels:
+            raise ValueError("sdf_channels must be in [0, out_channels)")

@@ -1,0 +1,21 @@
+"""Exceptions raised by model_runtime. Every message is meant to be shown to a user as is."""
+
+
+class PartFieldError(Exception):
+    """Base class for all errors that model_runtime raises on purpose."""
+
+
+class CheckpointError(PartFieldError):
+    """A weights file is missing, unreadable, truncated, or does not fit the network."""
+
+
+class InputError(PartFieldError):
+    """A mesh or point cloud cannot be processed (empty, non-finite, too small ...)."""
+
+
+class DeviceOutOfMemoryError(PartFieldError):
+    """The compute device ran out of memory."""
+
+
+class Cancelled(PartFieldError):
+    """The caller asked the running job to stop."""
