@@ -1,0 +1,122 @@
+"""Blender mesh -> `model_runtime.mesh.MeshArrays`, read with `foreach_get` into numpy.
+
+Only the main thread may call these functions (they read bpy data).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def mesh_counts(me) -> tuple[int, int, int]:
+    """(vertices, polygons, loops) of a bpy Mesh."""
+    return len(me.vertices), len(me.polygons), len(me.loops)
+
+
+def read_arrays(me) -> dict[str, np.ndarray]:
+    """Raw arrays of a bpy Mesh: vertices (V,3) f32, loop_starts (P,), loop_totals (P,), loop_vertices (L,)."""
+    nv, npoly, nloop = mesh_counts(me)
+    vertices = np.empty(nv * 3, dtype=np.float32)
+    me.vertices.foreach_get("co", vertices)
+    loop_starts = np.empty(npoly, dtype=np.int32)
+    loop_totals = np.empty(npoly, dtype=np.int32)
+    me.polygons.foreach_get("loop_start", loop_starts)
+    me.polygons.foreach_get("loop_total", loop_totals)
+    loop_vertices = np.empty(nloop, dtype=np.int32)
+    me.loops.foreach_get("vertex_index", loop_vertices)
+    return {
+        "vertices": vertices.reshape(nv, 3),
+        "loop_starts": loop_starts,
+        "loop_totals": loop_totals,
+        "loop_vertices": loop_vertices,
+    }
+
+
+def loop_polygons(me) -> np.ndarray:
+    """Index of the polygon that owns each loop (face corner), shape (L,)."""
+    npoly = len(me.polygons)
+    totals = np.empty(npoly, dtype=np.int32)
+    me.polygons.foreach_get("loop_total", totals)
+    return np.repeat(np.arange(npoly, dtype=np.int32), totals)
+
+
+def polygon_centers(me) -> np.ndarray:
+    """Polygon centres (P,3) float32 in object space."""
+    out = np.empty(len(me.polygons) * 3, dtype=np.float32)
+    me.polygons.foreach_get("center", out)
+    return out.reshape(-1, 3)
+
+
+def fingerprint(me) -> str:
+    """Cheap content hash of a mesh's topology and vertex positions (detects edits after a compute)."""
+    arrays = read_arrays(me)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.asarray(mesh_counts(me), dtype=np.int64).tobytes())
+    for key in ("vertices", "loop_totals", "loop_vertices"):
+        h.update(np.ascontiguousarray(arrays[key]).tobytes())
+    return h.hexdigest()
+
+
+def to_mesh_arrays(me):
+    """A bpy Mesh as `MeshArrays` (vertices in object space)."""
+    from model_runtime.mesh import MeshArrays
+
+    a = read_arrays(me)
+    return MeshArrays(
+        vertices=a["vertices"],
+        loop_starts=a["loop_starts"],
+        loop_totals=a["loop_totals"],
+        loop_vertices=a["loop_vertices"],
+    )
+
+
+@dataclass
+class ObjectMesh:
+    """What a compute reads from one object.
+
+    `mesh` is what the network sees (base or evaluated mesh). `face_map` maps every polygon of
+    the base mesh to a polygon of `mesh` when the evaluated mesh has a different topology
+    (None when `mesh` is the base mesh polygon for polygon).
+    """
+
+    mesh: object  # MeshArrays
+    face_map: np.ndarray | None
+    fingerprint: str
+    base_polygons: int
+
+
+def read_object(obj, use_modifiers: bool = False, depsgraph=None) -> ObjectMesh:
+    """Read a mesh object: the base mesh, or the evaluated mesh (modifiers applied) mapped back to the base."""
+    base = obj.data
+    fp = fingerprint(base)
+    if not use_modifiers or not obj.modifiers:
+        return ObjectMesh(to_mesh_arrays(base), None, fp, len(base.polygons))
+    import bpy
+
+    depsgraph = depsgraph or bpy.context.evaluated_depsgraph_get()
+    evaluated = obj.evaluated_get(depsgraph)
+    me = evaluated.to_mesh()
+    try:
+        arrays = to_mesh_arrays(me)
+        same_topology = (
+            len(me.polygons) == len(base.polygons) and len(me.loops) == len(base.loops)
+        )
+        if same_topology:
+            face_map = None
+        else:
+            face_map = _nearest_faces(polygon_centers(base), polygon_centers(me))
+    finally:
+        evaluated.to_mesh_clear()
+    return ObjectMesh(arrays, face_map, fp, len(base.polygons))
+
+
+def _nearest_faces(base_centers: np.ndarray, eval_centers: np.ndarray) -> np.ndarray:
+    """For each base polygon, the evaluated polygon whose centre is nearest."""
+    if len(eval_centers) == 0:
+        return np.zeros(len(base_centers), dtype=np.int64)
+    from scipy.spatial import cKDTree
+
+    _, idx = cKDTree(eval_centers).query(base_centers, k=1)
+    return np.asarray(idx, dtype=np.int64)

@@ -1,0 +1,154 @@
+"""Live part preview: a face-corner colour attribute recoloured in place, and the viewport
+solid-shading switch to attribute colour (remembered in the scene, restored afterwards).
+
+The colour lives on the CORNER domain (every corner of a polygon gets the polygon's colour),
+because Blender shows only POINT/CORNER colour attributes in the viewport.
+"""
+from __future__ import annotations
+
+import colorsys
+import json
+
+import numpy as np
+
+ATTRIBUTE = "partfield_preview"
+_SHADING_KEY = "partfield_saved_shading"
+
+# mesh pointer -> (polygons, loops, loop->polygon index)
+_loop_poly_cache: dict[int, tuple[int, int, np.ndarray]] = {}
+
+
+def palette(k: int) -> np.ndarray:
+    """k distinct, stable RGBA colours (float32, linear): golden-ratio hue steps, alternating value."""
+    i = np.arange(max(int(k), 1))
+    hues = (i * 0.618033988749895 + 0.07) % 1.0
+    out = np.empty((len(i), 4), dtype=np.float32)
+    for j, h in enumerate(hues):  # k is small (parts, not faces)
+        s = 0.55 + 0.3 * ((j // 2) % 2)
+        v = 0.95 - 0.25 * (j % 2)
+        out[j, :3] = colorsys.hsv_to_rgb(float(h), s, v)
+    out[:, :3] = out[:, :3] ** 2.2  # sRGB-ish -> linear
+    out[:, 3] = 1.0
+    return out
+
+
+def _loop_polygons(me) -> np.ndarray:
+    key = me.as_pointer()
+    npoly, nloop = len(me.polygons), len(me.loops)
+    hit = _loop_poly_cache.get(key)
+    if hit is not None and hit[0] == npoly and hit[1] == nloop:
+        return hit[2]
+    from .mesh_data import loop_polygons
+
+    lp = loop_polygons(me)
+    _loop_poly_cache[key] = (npoly, nloop, lp)
+    return lp
+
+
+def ensure_attribute(me):
+    """The preview colour attribute of a mesh, created when missing, made the active colour."""
+    attr = me.attributes.get(ATTRIBUTE)
+    if attr is not None and (attr.domain != "CORNER" or attr.data_type != "BYTE_COLOR"):
+        me.attributes.remove(attr)
+        attr = None
+    if attr is None:
+        attr = me.attributes.new(ATTRIBUTE, "BYTE_COLOR", "CORNER")
+    colors = me.color_attributes
+    if colors.active_color_name != ATTRIBUTE:
+        colors.active_color_name = ATTRIBUTE
+    return me.attributes[ATTRIBUTE]
+
+
+def recolor(obj, face_labels: np.ndarray) -> None:
+    """Colour every polygon of `obj` by its part label (length = polygon count). Vectorised."""
+    me = obj.data
+    labels = np.asarray(face_labels)
+    if len(labels) != len(me.polygons):
+        raise ValueError(f"{len(labels)} labels for {len(me.polygons)} polygons")
+    attr = ensure_attribute(me)
+    pal = palette(int(labels.max()) + 1 if len(labels) else 1)
+    corner_colors = pal[labels][_loop_polygons(me)]
+    attr.data.foreach_set("color", corner_colors.ravel())
+    me.update_tag()
+    _redraw_views()
+
+
+def read_colors(obj) -> np.ndarray | None:
+    """The preview colours per corner (L,4), or None when there is no preview."""
+    me = obj.data
+    attr = me.attributes.get(ATTRIBUTE)
+    if attr is None:
+        return None
+    out = np.empty(len(attr.data) * 4, dtype=np.float32)
+    attr.data.foreach_get("color", out)
+    return out.reshape(-1, 4)
+
+
+def remove(obj) -> bool:
+    """Delete the preview attribute; True when there was one."""
+    me = obj.data
+    attr = me.attributes.get(ATTRIBUTE)
+    if attr is None:
+        return False
+    me.attributes.remove(attr)
+    _loop_poly_cache.pop(me.as_pointer(), None)
+    me.update_tag()
+    _redraw_views()
+    return True
+
+
+def _view3d_shadings():
+    import bpy
+
+    for screen in bpy.data.screens:
+        for ai, area in enumerate(screen.areas):
+            if area.type != "VIEW_3D":
+                continue
+            for si, space in enumerate(area.spaces):
+                if space.type == "VIEW_3D":
+                    yield f"{screen.name}|{ai}|{si}", space.shading
+
+
+def show_attribute_shading(scene) -> None:
+    """Switch all 3D views' solid shading to attribute colour, remembering the old setting once."""
+    saved = json.loads(scene.get(_SHADING_KEY, "{}")) if _SHADING_KEY in scene else None
+    first = saved is None
+    saved = saved or {}
+    for key, shading in _view3d_shadings():
+        if first or key not in saved:
+            saved[key] = shading.color_type
+        shading.color_type = "VERTEX"
+    scene[_SHADING_KEY] = json.dumps(saved)
+
+
+def restore_shading(scene) -> None:
+    """Put back the solid shading colours saved by `show_attribute_shading`."""
+    if _SHADING_KEY not in scene:
+        return
+    saved = json.loads(scene[_SHADING_KEY])
+    for key, shading in _view3d_shadings():
+        if key in saved:
+            try:
+                shading.color_type = saved[key]
+            except TypeError:
+                pass
+    del scene[_SHADING_KEY]
+
+
+def is_previewing(scene) -> bool:
+    return _SHADING_KEY in scene
+
+
+def _redraw_views() -> None:
+    import bpy
+
+    wm = bpy.context.window_manager
+    if wm is None:
+        return
+    for window in wm.windows:
+        screen = window.screen
+        if screen is None:
+            continue
+        for area in screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
