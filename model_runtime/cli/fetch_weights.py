@@ -1,0 +1,93 @@
+"""`python -m model_runtime fetch-weights --accept-license --to DIR`: download NVIDIA's released
+PartField checkpoint (resumable, verified), then make the compact fp16 copy once."""
+import sys
+import time
+
+from .. import weights_download as wd
+
+NAME = "fetch-weights"
+
+
+def add_parser(subparsers, help_line):
+    p = subparsers.add_parser(NAME, help=help_line, description=__doc__)
+    p.add_argument("--accept-license", action="store_true",
+                   help="confirm you accept NVIDIA's non-commercial licence for these weights "
+                        "(without it the terms are printed and nothing is downloaded)")
+    p.add_argument("--to", metavar="DIR", help="folder to put the weights in (created if missing)")
+    p.add_argument("--url", default=None,
+                   help=f"where to download from (default: ${wd.URL_ENV} or {wd.checkpoint_url()})")
+    p.add_argument("--sha256", default=wd.EXPECTED_SHA256, metavar="HEX",
+                   help="expected SHA-256 of the .ckpt (default: the value from a third-party note, "
+                        "unverified by this project; 'none' skips the check)")
+    p.add_argument("--size", type=int, default=wd.EXPECTED_SIZE, metavar="BYTES",
+                   help="expected size in bytes (default: trust the server's length)")
+    p.add_argument("--no-convert", action="store_true",
+                   help="keep only the verified .ckpt; skip the compact fp16 copy")
+    p.add_argument("--remove-original", action="store_true",
+                   help="delete the 1.4 GB .ckpt after the compact copy is written")
+    p.add_argument("--restart", action="store_true",
+                   help="discard an unfinished download instead of resuming it")
+    p.add_argument("--retries", type=int, default=5, help="network retries in a row (default 5)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=run)
+    return p
+
+
+def print_license(stream=sys.stderr):
+    print("PartField's released weights are licensed by NVIDIA, not by this project:", file=stream)
+    for line in wd.LICENSE_TERMS:
+        print(f"  {line}", file=stream)
+
+
+class _Progress:
+    """One status line on stderr, rewritten at most a few times a second."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream, self.last, self.stage = stream, 0.0, None
+
+    def __call__(self, stage, done, total):
+        now = time.monotonic()
+        final = total is not None and done >= total
+        if stage == self.stage and now - self.last < 0.5 and not final:
+            return
+        self.stage, self.last = stage, now
+        label = {"download": "downloading", "hash": "checking the partial file",
+                 "verify": "checking", "convert": "converting"}.get(stage, stage)
+        if stage == "convert":
+            text = f"{label} to {wd.COMPACT_FILENAME} ({done}/{total})"
+        elif total:
+            text = f"{label} {done / 1e6:8.1f} / {total / 1e6:.1f} MB ({100 * done / total:5.1f}%)"
+        else:
+            text = f"{label} {done / 1e6:8.1f} MB"
+        end = "\n" if final or not self.stream.isatty() else "\r"
+        print(text, end=end, file=self.stream, flush=True)
+
+
+def run(args) -> int:
+    if not args.accept_license:
+        print_license()
+        print("\nRe-run with --accept-license to confirm you accept these terms and download "
+              f"{wd.CHECKPOINT_FILENAME} ({wd.APPROX_SIZE_TEXT}).", file=sys.stderr)
+        return 2
+    if not args.to:
+        print("error: --to DIR is required (the folder to put the weights in)", file=sys.stderr)
+        return 2
+    if args.restart:
+        wd.discard_partial(args.to)
+    sha = args.sha256
+    if not sha or sha.lower() == "none":
+        print("warning: no SHA-256 given, the file's content is not verified", file=sys.stderr)
+        sha = None
+    result = wd.fetch_weights(
+        args.to, url=args.url, sha256=sha, size=args.size, convert=not args.no_convert,
+        keep_original=not args.remove_original, progress=None if args.quiet else _Progress(),
+        retries=args.retries,
+    )
+    state = "downloaded and verified" if result.downloaded else "already present and verified"
+    print(f"{wd.CHECKPOINT_FILENAME}: {state} (SHA-256 {result.sha256})")
+    if result.checkpoint_path:
+        print(f"checkpoint: {result.checkpoint_path}")
+    if result.compact_path:
+        print(f"compact:    {result.compact_path}")
+    print(f"load with:  --checkpoint {result.weights_path}")
+    return 0
