@@ -1,0 +1,256 @@
+"""The compute, as plain functions shared by the modal operator, the batch script and tests.
+
+    inputs = extract_inputs(obj)                      # main thread: reads bpy data
+    result = run_compute(inputs, spec, progress, cancel)  # any thread: no bpy at all
+    apply_result(obj, inputs, result)                 # main thread: stores, previews
+
+`compute_object` does the three in a row. `ComputeJob` runs `run_compute` for several inputs in
+a worker thread and is polled from the main thread (the modal operator's timer does that).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DEFAULT_PARTS = 5
+
+
+@dataclass
+class ModelSpec:
+    """Which model to run and where: `path` None = the bundled model."""
+
+    path: str | None = None
+    device: str = "auto"
+    max_memory_mb: int | None = None
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class ComputeInputs:
+    """Everything `run_compute` needs, copied out of Blender on the main thread."""
+
+    object_name: str
+    mesh: object  # model_runtime.mesh.MeshArrays
+    face_map: np.ndarray | None
+    fingerprint: str
+    base_polygons: int
+    use_modifiers: bool = False
+
+
+def object_problem(obj) -> str | None:
+    """Why `obj` cannot be segmented (a user-facing sentence), or None when it can."""
+    if obj is None:
+        return "No active object: select a mesh object."
+    if obj.type != "MESH":
+        return f"'{obj.name}' is a {obj.type.lower()} object, not a mesh."
+    if obj.mode == "EDIT" or getattr(obj.data, "is_editmode", False):
+        return f"'{obj.name}' is in Edit Mode: switch to Object Mode first."
+    if len(obj.data.polygons) == 0:
+        return f"'{obj.name}' has no faces."
+    return None
+
+
+def extract_inputs(obj, use_modifiers: bool = False, depsgraph=None) -> ComputeInputs:
+    """Read an object's mesh (base, or evaluated with modifiers) on the main thread.
+
+    Raises `InputError` with a user-facing message for objects that cannot be segmented."""
+    from model_runtime.errors import InputError
+
+    from .mesh_data import read_object
+
+    problem = object_problem(obj)
+    if problem:
+        raise InputError(problem)
+    read = read_object(obj, use_modifiers=use_modifiers, depsgraph=depsgraph)
+    if read.mesh.num_polygons == 0:
+        raise InputError(f"'{obj.name}' has no faces after its modifiers.")
+    return ComputeInputs(obj.name, read.mesh, read.face_map, read.fingerprint, read.base_polygons, use_modifiers)
+
+
+def load_model(spec: ModelSpec):
+    """The model for `spec`, from the per-process cache (`model_runtime.field_model.get_model`)."""
+    from model_runtime.field_model import get_model
+
+    return get_model(spec.path, device=spec.device)
+
+
+def _options(spec: ModelSpec):
+    """`segment_mesh` options from a ModelSpec (None = pipeline defaults)."""
+    kwargs = dict(spec.options)
+    if spec.max_memory_mb:
+        kwargs.setdefault("max_memory_mb", int(spec.max_memory_mb))
+    if not kwargs:
+        return None
+    from model_runtime import pipeline
+
+    options_cls = getattr(pipeline, "SegmentOptions", None) or getattr(pipeline, "PipelineOptions", None)
+    if options_cls is None:
+        return kwargs
+    import dataclasses
+
+    if dataclasses.is_dataclass(options_cls):
+        known = {f.name for f in dataclasses.fields(options_cls)}
+        kwargs = {k: v for k, v in kwargs.items() if k in known}
+    return options_cls(**kwargs)
+
+
+def run_compute(inputs: ComputeInputs, model_spec: ModelSpec | None = None, progress=None, cancel=None):
+    """Network pass, face features and part tree for one mesh. Touches no bpy data: safe in a thread.
+
+    `progress(stage, fraction)`; `cancel() -> bool` (raises `Cancelled` at the next check)."""
+    from model_runtime.errors import Cancelled
+    from model_runtime.pipeline import segment_mesh
+
+    spec = model_spec or ModelSpec()
+    if progress:
+        progress("loading model", 0.0)
+    model = load_model(spec)
+    if cancel and cancel():
+        raise Cancelled("Compute cancelled.")
+    return segment_mesh(inputs.mesh, model, _options(spec), progress=progress, cancel=cancel)
+
+
+def _model_info(model) -> dict:
+    try:
+        d = model.describe()
+    except Exception:  # describe is informative only
+        return {}
+    return {f"model_{k}": str(v) for k, v in d.items() if isinstance(v, (str, int, float))}
+
+
+def apply_result(obj, inputs: ComputeInputs, result, parts: int | None = None, show_preview: bool = True,
+                 info: dict | None = None) -> int:
+    """Store `result` on `obj`, set its parts slider and colour the preview. Returns the part count shown."""
+    from . import preview, storage
+
+    if len(obj.data.polygons) != inputs.base_polygons:
+        from model_runtime.errors import InputError
+
+        raise InputError(f"'{obj.name}' changed while it was being computed; compute again.")
+    storage.store(obj, result, inputs.fingerprint, inputs.face_map, info=info)
+    stored = storage.load(obj)
+    props = getattr(obj, "partfield", None)
+    k = int(parts or (props.parts if props is not None else DEFAULT_PARTS))
+    k = max(1, min(k, max_parts(stored)))
+    if props is not None and props.parts != k:
+        props["parts"] = k  # set without firing the update callback; we colour just below
+    if show_preview:
+        preview.recolor(obj, stored.face_labels(k))
+        import bpy
+
+        if bpy.context.scene is not None:
+            preview.show_attribute_shading(bpy.context.scene)
+    return k
+
+
+def max_parts(stored) -> int:
+    """Largest sensible slider value for a stored result."""
+    return max(1, min(256, stored.num_faces))
+
+
+def compute_object(context, obj, model_spec: ModelSpec | None = None, use_modifiers: bool = False,
+                   parts: int | None = None, progress=None, cancel=None, show_preview: bool = True):
+    """Extract, compute and apply for one object, synchronously. Returns the SegmentationResult.
+
+    `model_spec` None = the add-on preferences when enabled, else the bundled model."""
+    if model_spec is None:
+        from .preferences import model_spec_from_context
+
+        model_spec = model_spec_from_context(context)
+    depsgraph = context.evaluated_depsgraph_get() if (context is not None and use_modifiers) else None
+    inputs = extract_inputs(obj, use_modifiers=use_modifiers, depsgraph=depsgraph)
+    result = run_compute(inputs, model_spec, progress=progress, cancel=cancel)
+    apply_result(obj, inputs, result, parts=parts, show_preview=show_preview, info=_model_info(load_model(model_spec)))
+    return result
+
+
+@dataclass
+class JobOutcome:
+    inputs: ComputeInputs
+    result: object = None
+    error: BaseException | None = None
+    seconds: float = 0.0
+
+
+class ComputeJob:
+    """Runs `run_compute` over several inputs in one worker thread; the main thread polls.
+
+    The worker only reads the copied `ComputeInputs` and writes plain Python state guarded by a
+    lock; the main thread takes finished outcomes with `take_finished()` and applies them."""
+
+    def __init__(self, inputs: list[ComputeInputs], model_spec: ModelSpec):
+        self.inputs = list(inputs)
+        self.model_spec = model_spec
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._finished: list[JobOutcome] = []
+        self.stage = "waiting"
+        self.fraction = 0.0
+        self.current = 0  # index of the input being computed
+        self.done = False
+        self.model_info: dict = {}
+        self._thread = threading.Thread(target=self._run, name="PartFieldCompute", daemon=True)
+
+    # -- main thread
+    def start(self) -> "ComputeJob":
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def take_finished(self) -> list[JobOutcome]:
+        with self._lock:
+            out, self._finished = self._finished, []
+        return out
+
+    def status(self) -> tuple[str, float]:
+        """(stage text, overall fraction 0..1)."""
+        with self._lock:
+            n = max(1, len(self.inputs))
+            overall = (self.current + min(max(self.fraction, 0.0), 1.0)) / n
+            name = self.inputs[self.current].object_name if self.current < len(self.inputs) else ""
+            stage = self.stage if len(self.inputs) == 1 else f"{name}: {self.stage} ({self.current + 1}/{n})"
+            return stage, min(overall, 1.0)
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- worker thread
+    def _progress(self, stage: str, fraction: float) -> None:
+        with self._lock:
+            self.stage = stage
+            self.fraction = float(fraction)
+
+    def _run(self) -> None:
+        from model_runtime.errors import Cancelled
+
+        for i, inputs in enumerate(self.inputs):
+            with self._lock:
+                self.current, self.stage, self.fraction = i, "starting", 0.0
+            t0 = time.perf_counter()
+            outcome = JobOutcome(inputs)
+            try:
+                if self._cancel.is_set():
+                    raise Cancelled("Compute cancelled.")
+                outcome.result = run_compute(inputs, self.model_spec, self._progress, self._cancel.is_set)
+                if not self.model_info:
+                    self.model_info = _model_info(load_model(self.model_spec))
+            except BaseException as exc:  # reported on the main thread
+                outcome.error = exc
+            outcome.seconds = time.perf_counter() - t0
+            with self._lock:
+                self._finished.append(outcome)
+            if isinstance(outcome.error, Cancelled):
+                break
+        with self._lock:
+            self.done = True
+            self.stage = "cancelled" if self._cancel.is_set() else "finished"
