@@ -1,0 +1,62 @@
+"""PartField for Blender: segment meshes into parts with a feedforward 3D part feature field.
+
+The add-on only holds the Blender-facing layer; computation comes from `model_runtime`.
+Extension metadata lives in blender_manifest.toml (no bl_info)."""
+from __future__ import annotations
+
+import os
+
+import bpy
+
+from . import operators, panel, preferences, properties, storage
+
+weights_download_ui = None
+if os.path.exists(os.path.join(os.path.dirname(__file__), "weights_download_ui.py")):
+    try:  # optional module (the consented download UI), owned separately
+        from . import weights_download_ui
+    except Exception as exc:  # noqa: BLE001 - a broken optional module must not break the add-on
+        print(f"PartField: download UI unavailable: {exc}")
+
+
+def _classes():
+    out = list(properties.classes) + list(preferences.classes) + list(operators.classes) + list(panel.classes)
+    if weights_download_ui is not None:
+        out += list(getattr(weights_download_ui, "classes", ()))
+    return out
+
+
+@bpy.app.handlers.persistent
+def _on_depsgraph_update(scene, depsgraph):
+    for update in depsgraph.updates:
+        if update.is_updated_geometry and isinstance(update.id, bpy.types.Mesh):
+            storage.forget_fingerprints(update.id.original.as_pointer())
+
+
+@bpy.app.handlers.persistent
+def _on_load_post(*_args):
+    storage.forget_cache()
+
+
+_HANDLERS = (
+    (bpy.app.handlers.depsgraph_update_post, _on_depsgraph_update),
+    (bpy.app.handlers.load_post, _on_load_post),
+)
+
+
+def register():
+    for cls in _classes():
+        bpy.utils.register_class(cls)
+    properties.register_properties()
+    for handlers, fn in _HANDLERS:
+        if fn not in handlers:
+            handlers.append(fn)
+
+
+def unregister():
+    for handlers, fn in _HANDLERS:
+        if fn in handlers:
+            handlers.remove(fn)
+    properties.unregister_properties()
+    for cls in reversed(_classes()):
+        bpy.utils.unregister_class(cls)
+    storage.forget_cache()

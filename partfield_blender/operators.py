@@ -1,0 +1,290 @@
+"""Operators: Compute PartField (modal, threaded), Apply, Clear, Preview toggle.
+
+Every operator reports problems with `self.report` and returns {'CANCELLED'} without changing
+anything; only the main thread touches bpy data."""
+from __future__ import annotations
+
+import bpy
+from bpy.props import EnumProperty
+from bpy.types import Operator
+
+from . import jobs, preview, storage, writers
+from .properties import OUTPUT_ITEMS, recolor_object
+
+_running_job = None  # the ComputeJob of the modal operator, if one runs
+
+
+def is_running() -> bool:
+    return _running_job is not None
+
+
+def target_objects(context, all_selected: bool | None = None) -> list:
+    """The active object plus, with the scene option on, every other selected mesh."""
+    active = context.view_layer.objects.active if context.view_layer else None
+    if all_selected is None:
+        all_selected = context.scene.partfield.all_selected
+    objs = [active] if active is not None else []
+    if all_selected:
+        objs += [o for o in context.selected_objects if o.type == "MESH" and o not in objs]
+    return objs
+
+
+def _check_targets(op, objs) -> list:
+    """Objects that can be segmented; reports why the others cannot."""
+    if not objs:
+        op.report({"ERROR"}, "No active object: select a mesh object.")
+        return []
+    good = []
+    for obj in objs:
+        problem = jobs.object_problem(obj)
+        if problem:
+            op.report({"WARNING"} if len(objs) > 1 else {"ERROR"}, problem)
+        else:
+            good.append(obj)
+    return good
+
+
+def _model_spec(op, context):
+    from model_runtime.errors import PartFieldError
+
+    from .preferences import model_spec_from_context
+
+    try:
+        return model_spec_from_context(context)
+    except PartFieldError as exc:
+        op.report({"ERROR"}, str(exc))
+        return None
+
+
+def _extract(op, context, objs) -> list:
+    from model_runtime.errors import PartFieldError
+
+    use_mod = context.scene.partfield.use_modifiers
+    depsgraph = context.evaluated_depsgraph_get() if use_mod else None
+    out = []
+    for obj in objs:
+        try:
+            out.append(jobs.extract_inputs(obj, use_modifiers=use_mod, depsgraph=depsgraph))
+        except PartFieldError as exc:
+            op.report({"ERROR"}, str(exc))
+    return out
+
+
+def _apply_outcome(op, context, outcome, info) -> bool:
+    from model_runtime.errors import Cancelled, PartFieldError
+
+    name = outcome.inputs.object_name
+    if outcome.error is not None:
+        if isinstance(outcome.error, Cancelled):
+            op.report({"WARNING"}, f"Compute cancelled; '{name}' is unchanged.")
+        elif isinstance(outcome.error, (PartFieldError, MemoryError)):
+            op.report({"ERROR"}, f"'{name}': {outcome.error}")
+        else:
+            op.report({"ERROR"}, f"'{name}': unexpected error: {outcome.error!r}")
+        return False
+    obj = bpy.data.objects.get(name)
+    problem = jobs.object_problem(obj)
+    if problem:
+        op.report({"ERROR"}, f"Result not applied: {problem}")
+        return False
+    try:
+        k = jobs.apply_result(obj, outcome.inputs, outcome.result, info=info)
+    except PartFieldError as exc:
+        op.report({"ERROR"}, str(exc))
+        return False
+    op.report({"INFO"}, f"'{name}': segmented in {outcome.seconds:.1f} s, showing {k} parts.")
+    return True
+
+
+class PARTFIELD_OT_compute(Operator):
+    """Run PartField on the selected mesh(es): one network pass, then a part tree for the slider"""
+
+    bl_idname = "partfield.compute"
+    bl_label = "Compute PartField"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        if is_running():
+            cls.poll_message_set("A PartField compute is already running (Esc cancels it).")
+            return False
+        return True  # every other problem is reported by execute/invoke, not by a failing poll
+
+    def _prepare(self, context):
+        objs = _check_targets(self, target_objects(context))
+        if not objs:
+            return None, None
+        spec = _model_spec(self, context)
+        if spec is None:
+            return None, None
+        inputs = _extract(self, context, objs)
+        return (inputs or None), spec
+
+    def execute(self, context):
+        """Synchronous compute (scripts, batch, tests, F3 redo)."""
+        inputs, spec = self._prepare(context)
+        if not inputs:
+            return {"CANCELLED"}
+        job = jobs.ComputeJob(inputs, spec)
+        job._run()  # same code path as the worker, on this thread
+        ok = False
+        for outcome in job.take_finished():
+            ok |= _apply_outcome(self, context, outcome, job.model_info)
+        return {"FINISHED"} if ok else {"CANCELLED"}
+
+    def invoke(self, context, event):
+        global _running_job
+        inputs, spec = self._prepare(context)
+        if not inputs:
+            return {"CANCELLED"}
+        self._job = _running_job = jobs.ComputeJob(inputs, spec).start()
+        self._applied = 0
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        wm.progress_begin(0, 1000)
+        runtime = wm.partfield
+        runtime.running, runtime.stage, runtime.progress = True, "starting", 0.0
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type == "ESC" and event.value == "PRESS":
+            self._job.cancel()
+            context.window_manager.partfield.stage = "cancelling"
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER" or event.timer is not self._timer:
+            return {"PASS_THROUGH"}
+        for outcome in self._job.take_finished():
+            self._applied += _apply_outcome(self, context, outcome, self._job.model_info)
+        stage, fraction = self._job.status()
+        wm = context.window_manager
+        wm.partfield.stage, wm.partfield.progress = stage, fraction
+        wm.progress_update(int(fraction * 1000))
+        if context.workspace is not None:
+            context.workspace.status_text_set(f"PartField: {stage} {fraction * 100:.0f}%   (Esc: cancel)")
+        _redraw(context)
+        if self._job.done:
+            for outcome in self._job.take_finished():
+                self._applied += _apply_outcome(self, context, outcome, self._job.model_info)
+            cancelled = self._job.cancelled
+            self._finish(context)
+            return {"FINISHED"} if self._applied and not cancelled else {"CANCELLED"}
+        return {"PASS_THROUGH"}
+
+    def cancel(self, context):  # Blender closes the window / file while running
+        self._job.cancel()
+        self._job.join(5.0)
+        self._finish(context)
+
+    def _finish(self, context):
+        global _running_job
+        wm = context.window_manager
+        if getattr(self, "_timer", None) is not None:
+            wm.event_timer_remove(self._timer)
+            self._timer = None
+        wm.progress_end()
+        wm.partfield.running, wm.partfield.stage, wm.partfield.progress = False, "", 0.0
+        if context.workspace is not None:
+            context.workspace.status_text_set(None)
+        _running_job = None
+        _redraw(context)
+
+
+def _redraw(context):
+    screen = context.screen
+    if screen is None:
+        return
+    for area in screen.areas:
+        if area.type in {"VIEW_3D", "STATUSBAR"}:
+            area.tag_redraw()
+
+
+class PARTFIELD_OT_apply(Operator):
+    """Write the current parts in the chosen output form (one undo step; re-running replaces the previous output)"""
+
+    bl_idname = "partfield.apply"
+    bl_label = "Apply Parts"
+    bl_options = {"REGISTER", "UNDO"}
+
+    mode: EnumProperty(
+        name="Output", items=(("SCENE", "Panel Setting", "Use the output chosen in the panel"),) + OUTPUT_ITEMS,
+        default="SCENE", description="What to write",
+    )
+
+    def execute(self, context):
+        mode = context.scene.partfield.output if self.mode == "SCENE" else self.mode
+        objs = [o for o in target_objects(context) if o is not None]
+        if not objs:
+            self.report({"ERROR"}, "No active object: select a mesh object.")
+            return {"CANCELLED"}
+        done = 0
+        for obj in objs:
+            problem = jobs.object_problem(obj)
+            if problem is None and not storage.has_result(obj):
+                problem = f"'{obj.name}' has no PartField result: run Compute PartField first."
+            if problem is None and storage.is_stale(obj):
+                problem = f"'{obj.name}' was edited after the compute: run Compute PartField again."
+            if problem:
+                self.report({"ERROR"}, problem)
+                continue
+            stored = storage.load(obj)
+            k = max(1, min(obj.partfield.parts, jobs.max_parts(stored)))
+            writers.write(obj, stored.face_labels(k), mode)
+            done += 1
+        if not done:
+            return {"CANCELLED"}
+        label = dict((i[0], i[1]) for i in OUTPUT_ITEMS)[mode]
+        self.report({"INFO"}, f"Wrote {label} for {done} object(s).")
+        return {"FINISHED"}
+
+
+class PARTFIELD_OT_clear(Operator):
+    """Forget the PartField result and its colour preview (written outputs stay)"""
+
+    bl_idname = "partfield.clear"
+    bl_label = "Clear"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        objs = [o for o in target_objects(context) if o is not None and o.type == "MESH"]
+        if not objs:
+            self.report({"ERROR"}, "No active object: select a mesh object.")
+            return {"CANCELLED"}
+        if any(o.mode == "EDIT" for o in objs):
+            self.report({"ERROR"}, "Switch to Object Mode first.")
+            return {"CANCELLED"}
+        cleared = 0
+        for obj in objs:
+            cleared += storage.clear(obj) | preview.remove(obj)
+        if not any(storage.has_result(o) for o in context.scene.objects):
+            preview.restore_shading(context.scene)
+        if not cleared:
+            self.report({"INFO"}, "Nothing to clear.")
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class PARTFIELD_OT_preview(Operator):
+    """Show or hide the part colours in the viewport (solid shading, attribute colour)"""
+
+    bl_idname = "partfield.preview"
+    bl_label = "Toggle Preview"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        scene = context.scene
+        if preview.is_previewing(scene):
+            preview.restore_shading(scene)
+            return {"FINISHED"}
+        shown = 0
+        for obj in target_objects(context):
+            if obj is not None and obj.type == "MESH" and obj.mode != "EDIT":
+                shown += recolor_object(obj)
+        if not shown:
+            self.report({"ERROR"}, "No up-to-date PartField result on the selection.")
+            return {"CANCELLED"}
+        preview.show_attribute_shading(scene)
+        return {"FINISHED"}
+
+
+classes = (PARTFIELD_OT_compute, PARTFIELD_OT_apply, PARTFIELD_OT_clear, PARTFIELD_OT_preview)

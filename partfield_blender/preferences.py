@@ -1,0 +1,184 @@
+"""Add-on preferences: which model (bundled / NVIDIA's released checkpoint / custom file),
+device, decoding memory cap, and what is active. Also turns them into a `jobs.ModelSpec`."""
+from __future__ import annotations
+
+import os
+
+import bpy
+from bpy.props import EnumProperty, IntProperty, StringProperty
+from bpy.types import AddonPreferences
+
+ADDON_ID = __package__
+
+MODEL_CHOICES = (
+    ("BUILTIN", "Built-in (small)", "Our own small PartField model, bundled with the add-on; works offline"),
+    ("RELEASED", "PartField (NVIDIA, released)",
+     "NVIDIA's released PartField checkpoint: much stronger, about 1.4 GB, non-commercial licence; "
+     "download it below or place it by hand"),
+    ("CUSTOM", "Custom file", "A PartField checkpoint or weights file of your own (.ckpt, .pt, .safetensors)"),
+)
+DEVICE_CHOICES = (
+    ("auto", "Auto", "The best available device: CUDA, then Apple MPS, then the CPU"),
+    ("cuda", "CUDA", "An NVIDIA GPU"),
+    ("cpu", "CPU", "The processor (slow for the released model, fine for the built-in one)"),
+    ("mps", "MPS", "Apple Silicon GPU (Metal)"),
+)
+
+
+def weights_folder(create: bool = False) -> str:
+    """The add-on's user folder for downloaded weights."""
+    try:
+        return bpy.utils.extension_path_user(ADDON_ID, path="weights", create=create)
+    except (ValueError, RuntimeError, TypeError):  # enabled as a plain add-on, not an extension
+        path = os.path.join(bpy.utils.user_resource("EXTENSIONS", path=".user"), ADDON_ID.split(".")[-1], "weights")
+        if create:
+            os.makedirs(path, exist_ok=True)
+        return path
+
+
+def _free_models(_self=None, _context=None) -> None:
+    """Drop cached models when the choice changes (model_runtime may offer a cache clear)."""
+    try:
+        from model_runtime import field_model
+    except Exception:
+        return
+    for name in ("clear_cache", "free_models", "clear_model_cache"):
+        fn = getattr(field_model, name, None)
+        if callable(fn):
+            fn()
+            return
+
+
+class PartFieldPreferences(AddonPreferences):
+    bl_idname = ADDON_ID
+
+    model_choice: EnumProperty(
+        name="Model", items=MODEL_CHOICES, default="BUILTIN", update=_free_models,
+        description="Which PartField network segments meshes",
+    )
+    custom_path: StringProperty(
+        name="Weights File", subtype="FILE_PATH", default="", update=_free_models,
+        description="Path of a PartField checkpoint or weights file (.ckpt, .pt, .safetensors)",
+    )
+    device: EnumProperty(
+        name="Device", items=DEVICE_CHOICES, default="auto", update=_free_models,
+        description="Where the network runs",
+    )
+    decode_memory_mb: IntProperty(
+        name="Decode Memory Limit", default=2048, min=128, soft_max=16384, subtype="NONE",
+        description="Upper bound in MB for memory used while decoding per-face features "
+                    "(larger is faster, smaller fits small GPUs)",
+    )
+
+    def draw(self, context):
+        layout = self.layout
+        col = layout.column()
+        col.prop(self, "model_choice")
+        if self.model_choice == "CUSTOM":
+            col.prop(self, "custom_path")
+        col.prop(self, "device")
+        col.prop(self, "decode_memory_mb")
+        box = layout.box()
+        for i, line in enumerate(describe_lines(self)):
+            box.label(text=line, icon="INFO" if i == 0 else "BLANK1")
+        try:
+            from . import weights_download_ui
+        except Exception:  # the download UI is optional
+            weights_download_ui = None
+        if weights_download_ui is not None and hasattr(weights_download_ui, "draw"):
+            weights_download_ui.draw(layout, context)
+
+
+def get_preferences(context=None):
+    """The add-on preferences, or None when the add-on is not enabled."""
+    context = context or bpy.context
+    addon = context.preferences.addons.get(ADDON_ID)
+    return addon.preferences if addon is not None else None
+
+
+def model_path(prefs) -> str | None:
+    """The weights path the preferences select (None = bundled). Raises CheckpointError when unset."""
+    from model_runtime.errors import CheckpointError
+
+    if prefs is None or prefs.model_choice == "BUILTIN":
+        return None
+    if prefs.model_choice == "RELEASED":
+        from model_runtime.weights_download import installed_weights
+
+        found = installed_weights(weights_folder())
+        if found is None:
+            raise CheckpointError(
+                "The released PartField weights are not installed: download them in the add-on "
+                "preferences or place model_objaverse.ckpt in " + weights_folder()
+            )
+        return str(found)
+    path = bpy.path.abspath(prefs.custom_path) if prefs.custom_path else ""
+    if not path:
+        raise CheckpointError("No model configured: choose a weights file in the add-on preferences.")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"Model file not found: {path}")
+    return path
+
+
+def model_spec_from_prefs(prefs):
+    """A `jobs.ModelSpec` for these preferences (bundled defaults when prefs is None)."""
+    from .jobs import ModelSpec
+
+    if prefs is None:
+        return ModelSpec()
+    return ModelSpec(path=model_path(prefs), device=prefs.device, max_memory_mb=prefs.decode_memory_mb)
+
+
+def model_spec_from_context(context=None):
+    return model_spec_from_prefs(get_preferences(context))
+
+
+def bundled_model_available() -> bool:
+    try:
+        from model_runtime.field_model import default_model_path
+
+        p = default_model_path()
+        return p is not None and os.path.isfile(str(p))
+    except Exception:
+        return False
+
+
+def model_problem(prefs) -> str | None:
+    """Why no model can run with these preferences, or None."""
+    from model_runtime.errors import PartFieldError
+
+    try:
+        path = model_path(prefs)
+    except PartFieldError as exc:
+        return str(exc)
+    if path is None and not bundled_model_available():
+        return "The bundled model file is missing from this installation: choose another model in the preferences."
+    return None
+
+
+def describe_lines(prefs) -> list[str]:
+    """Active model, its licence and where it lives, without loading it."""
+    choice = prefs.model_choice if prefs is not None else "BUILTIN"
+    device = prefs.device if prefs is not None else "auto"
+    problem = model_problem(prefs)
+    if choice == "BUILTIN":
+        name, licence = "PartField small (built-in)", "same licence as this add-on"
+    elif choice == "RELEASED":
+        name, licence = "PartField (NVIDIA, released)", "NVIDIA License, non-commercial use only"
+    else:
+        name, licence = "Custom weights", "the licence of your file"
+    try:
+        path = model_path(prefs)
+        if path is None:
+            from model_runtime.field_model import default_model_path
+
+            path = str(default_model_path())
+    except Exception:
+        path = "(not available)"
+    lines = [f"Active model: {name} on {device}", f"Licence: {licence}", f"Location: {path}"]
+    if problem:
+        lines.append(problem)
+    return lines
+
+
+classes = (PartFieldPreferences,)
