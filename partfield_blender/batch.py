@@ -84,7 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"outputs, comma separated or repeated: {', '.join(plan.EXPORTS)} (default blend,labels)")
     p.add_argument("--checkpoint", metavar="PATH", help="model weights (.safetensors/.ckpt/.pt); default: bundled model")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
-    p.add_argument("--precision", default="auto", help="auto, fp32, fp16, bf16 (default auto)")
     p.add_argument("--objects", default="*", metavar="PATTERN",
                    help="mesh objects to segment: '*' (all, default) or fnmatch name pattern(s), comma separated")
     p.add_argument("--use-modifiers", action="store_true", help="segment the evaluated mesh (modifiers applied)")
@@ -123,6 +122,8 @@ class Settings:
         else:
             self.summary = self.output / ("summary.json" if n == 1 else f"summary_shard{i}-of-{n}.json")
         self.checkpoint = str(Path(args.checkpoint).expanduser().resolve()) if args.checkpoint else None
+        if self.checkpoint and not Path(self.checkpoint).is_file():
+            parser.error(f"--checkpoint: no such file {args.checkpoint}")
 
     def fingerprint_for(self, key: str) -> str:
         a = self.args
@@ -266,6 +267,10 @@ def pick_objects(bpy, pattern: str):
 
 
 # ---------------------------------------------------------------------------- compute + write
+class FatalError(RuntimeError):
+    """A problem no later input can escape (the model does not load): the run stops."""
+
+
 class Runtime:
     """The add-on's modules and the model, loaded once per process."""
 
@@ -274,53 +279,61 @@ class Runtime:
         self.addon = addon
         self.jobs = importlib.import_module(f"{addon}.jobs")
         self.writers = importlib.import_module(f"{addon}.writers")
+        self.storage = importlib.import_module(f"{addon}.storage")
+        a = settings.args
+        self.spec = self.jobs.ModelSpec(path=settings.checkpoint, device=a.device, options=self._option_overrides())
         self._model = None
 
-    @property
-    def model(self):
-        if self._model is None:
-            from model_runtime.field_model import get_model
+    def _option_overrides(self) -> dict:
+        """Segmentation options from --points/--seed/--set, checked and typed against the
+        pipeline's options dataclass."""
+        import dataclasses
 
-            a = self.settings.args
+        a = self.settings.args
+        texts = dict(self.settings.extra)
+        if a.points is not None:
+            texts["num_points"] = str(a.points)
+        if a.seed is not None:
+            texts["seed"] = str(a.seed)
+        if not texts:
+            return {}
+        from model_runtime import pipeline
+
+        cls = getattr(pipeline, "SegmentOptions", None) or getattr(pipeline, "PipelineOptions", None)
+        if cls is None or not dataclasses.is_dataclass(cls):
+            return texts
+        defaults = cls()
+        known = {f.name for f in dataclasses.fields(cls)}
+        out = {}
+        for key, text in texts.items():
+            if key not in known:
+                raise ValueError(f"unknown segmentation option {key!r} (known: {', '.join(sorted(known))})")
+            out[key] = plan.coerce_like(text, getattr(defaults, key))
+        return out
+
+    def model(self):
+        """Load the model once (the first input that needs a compute) and log what it is."""
+        if self._model is None:
             t = time.perf_counter()
-            self._model = get_model(self.settings.checkpoint, a.device, a.precision)
+            try:
+                self._model = self.jobs.load_model(self.spec)
+            except Exception as exc:  # every input would fail the same way: stop the run
+                raise FatalError(f"cannot load the model: {_reason(exc)}") from exc
             info = self._model.describe() if hasattr(self._model, "describe") else {}
-            print(f"model: {info.get('name', '?')} on {info.get('device', a.device)} "
+            print(f"model: {info.get('name', '?')} on {info.get('device', self.spec.device)} "
                   f"({time.perf_counter() - t:.1f}s to load)", flush=True)
         return self._model
 
-    def options(self):
-        """Segmentation options from --points/--seed/--set over the pipeline defaults."""
-        a = self.settings.args
-        overrides = dict(self.settings.extra)
-        if a.points is not None:
-            overrides["num_points"] = str(a.points)
-        if a.seed is not None:
-            overrides["seed"] = str(a.seed)
-        return self.jobs.make_options(overrides) if hasattr(self.jobs, "make_options") else \
-            _default_options(overrides)
-
-    def compute(self, obj, options):
-        """SegmentationResult for one object."""
-        return self.jobs.compute_object(obj, self.model, options,
-                                        use_modifiers=self.settings.args.use_modifiers)
-
-
-def _default_options(overrides: dict):
-    import dataclasses
-
-    from model_runtime.pipeline import SegmentOptions
-
-    opts = SegmentOptions()
-    fields = {f.name for f in dataclasses.fields(opts)}
-    aliases = {"points": "num_points"}
-    values = {}
-    for key, text in overrides.items():
-        key = aliases.get(key, key)
-        if key not in fields:
-            raise ValueError(f"unknown segmentation option {key!r} (known: {', '.join(sorted(fields))})")
-        values[key] = plan.coerce_like(text, getattr(opts, key))
-    return dataclasses.replace(opts, **values)
+    def compute(self, bpy, obj, k_first: int):
+        """Segment one object through the add-on's compute (the same as the sidebar); the
+        result is stored on the object, so the saved .blend can be re-cut in the GUI."""
+        self.model()
+        self.jobs.compute_object(bpy.context, obj, self.spec, use_modifiers=self.settings.args.use_modifiers,
+                                 parts=k_first, show_preview=False)
+        stored = self.storage.load(obj)
+        if stored is None:
+            raise RuntimeError(f"no result stored on {obj.name!r} after the compute")
+        return stored  # .face_labels(k): labels per base-mesh polygon
 
 
 WRITER_MODE = {"vertex-groups": "VERTEX_GROUPS", "face-attribute": "FACE_ATTRIBUTE", "objects": "SEPARATE_OBJECTS"}
@@ -379,17 +392,16 @@ def process_input(bpy, rt: Runtime, item, settings: Settings) -> dict:
     times["load"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    options = rt.options()
     results = {}
     for obj in picked:
-        results[obj.name] = rt.compute(obj, options)
+        results[obj.name] = rt.compute(bpy, obj, settings.parts[0])
     times["compute"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
     import numpy as np
 
     outs = plan.output_paths(settings.output, item.key, settings.parts, settings.exports)
-    labels = {k: {name: np.asarray(res.labels(k), dtype=np.int32) for name, res in results.items()}
+    labels = {k: {name: np.asarray(res.face_labels(k), dtype=np.int32) for name, res in results.items()}
               for k in settings.parts}
     part_counts = {name: {str(k): int(len(np.unique(labels[k][name]))) for k in settings.parts}
                    for name in results}
@@ -463,8 +475,15 @@ def run(argv=None) -> int:
     })
     summary.write()
     progress = plan.Progress(len(items))
+    fatal = None
     for item in items:
         t0 = time.perf_counter()
+        if fatal:
+            record = {"input": item.path, "key": item.key, "status": "failed", "reason": f"not run: {fatal}",
+                      "seconds": {"total": 0.0}}
+            summary.records.append(record)
+            progress.update("failed", 0.0)
+            continue
         record = {"input": item.path, "key": item.key, "status": "ok", "reason": ""}
         marker = plan.done_marker_path(settings.output, item.key)
         try:
@@ -497,6 +516,9 @@ def run(argv=None) -> int:
                               seconds={k: round(v, 3) for k, v in info["times"].items()})
         except KeyboardInterrupt:
             raise
+        except FatalError as exc:
+            fatal = str(exc)
+            record.update(status="failed", reason=fatal)
         except Exception as exc:  # one bad input must not stop the run
             record.update(status="failed", reason=_reason(exc))
             if args.verbose:
@@ -508,6 +530,8 @@ def run(argv=None) -> int:
         print(progress.line(record["status"], item.key, elapsed, record["reason"] if record["status"] == "failed" else ""),
               flush=True)
 
+    if fatal:
+        print(f"stopped: {fatal}", file=sys.stderr, flush=True)
     summary.run["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     summary.write()
     c = summary.counts()
