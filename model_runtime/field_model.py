@@ -11,6 +11,7 @@ import torch
 from .checkpoint import LoadedWeights, build_network, load_weights
 from .device import resolve_device, resolve_precision
 from .errors import CheckpointError, DeviceOutOfMemoryError, InputError
+from .network import decode_from_table, triplane_table
 
 MIN_POINTS = 16
 DEFAULT_DECODE_MEMORY_MB = 512
@@ -28,6 +29,13 @@ class Triplanes:
     """Encoded part field of one shape: planes (1, 3, F, R, R) on the model's device."""
 
     planes: torch.Tensor
+    _table: torch.Tensor | None = None
+
+    def table(self) -> torch.Tensor:
+        """Channels-last texel table for fast decoding (built once, cached)."""
+        if self._table is None:
+            self._table = triplane_table(self.planes)
+        return self._table
 
     @property
     def feature_dim(self) -> int:
@@ -142,15 +150,19 @@ class FieldModel:
         if len(q) == 0:
             return out
         budget = (max_memory_mb or DEFAULT_DECODE_MEMORY_MB) * 2**20
-        per_query = 4 * f * 5 + 64  # gathered corners, sum, result, grids
+        per_query = 4 * f * 2 + 200  # result + its host copy, corner rows and weights
         chunk = int(max(1024, min(len(q), budget // per_query)))
-        planes = triplanes.planes
+        use_table = self.device.type != "mps"  # embedding_bag with weights is not on every MPS build
         try:
             with torch.inference_mode():
+                table = triplanes.table() if use_table else None
                 for start in range(0, len(q), chunk):
-                    qt = torch.from_numpy(q[start:start + chunk]).to(self.device)[None]
-                    feats = self.network.decode(planes, qt)[0]
-                    out[start:start + len(qt[0])] = feats.float().cpu().numpy()
+                    qt = torch.from_numpy(q[start:start + chunk]).to(self.device)
+                    if use_table:
+                        feats = decode_from_table(table, triplanes.resolution, qt)
+                    else:
+                        feats = self.network.decode(triplanes.planes, qt[None])[0]
+                    out[start:start + len(qt)] = feats.float().cpu().numpy()
         except Exception as exc:
             if _is_oom(exc):
                 self._free()

@@ -419,3 +419,39 @@ class PartFieldNet(nn.Module):
 
     def forward(self, points: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(points), queries)
+
+
+# ---------------------------------------------------------------------------
+# Fast inference decoding: the same bilinear lookup as `PartFieldNet.decode`, as a
+# weighted sum of 12 rows of a channels-last texel table (one fused embedding_bag call).
+# ---------------------------------------------------------------------------
+
+
+def triplane_table(planes: torch.Tensor) -> torch.Tensor:
+    """Planes (1, 3, F, R, R) -> texel table (3 * R * R, F), row = plane * R^2 + h * R + w."""
+    _, _, f, r, _ = planes.shape
+    return planes[0].permute(0, 2, 3, 1).reshape(3 * r * r, f).contiguous()
+
+
+def bilinear_corners(queries: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Queries (Q, 3) -> table rows (Q, 12) and weights (Q, 12), matching grid_sample with
+    align_corners=True and border padding on planes xy, yz, xz."""
+    r = resolution
+    x, y, z = queries.unbind(-1)
+    rows, weights = [], []
+    for plane, (u, v) in enumerate(((x, y), (y, z), (x, z))):
+        fu = ((u + 1) * 0.5 * (r - 1)).clamp(0, r - 1)  # W coordinate in texels
+        fv = ((v + 1) * 0.5 * (r - 1)).clamp(0, r - 1)  # H coordinate in texels
+        u0 = fu.floor().clamp(max=r - 2)
+        v0 = fv.floor().clamp(max=r - 2)
+        au, av = fu - u0, fv - v0
+        base = plane * r * r + v0.long() * r + u0.long()
+        rows += [base, base + 1, base + r, base + r + 1]
+        weights += [(1 - au) * (1 - av), au * (1 - av), (1 - au) * av, au * av]
+    return torch.stack(rows, -1), torch.stack(weights, -1)
+
+
+def decode_from_table(table: torch.Tensor, resolution: int, queries: torch.Tensor) -> torch.Tensor:
+    """Texel table (3R^2, F), queries (Q, 3) -> features (Q, F)."""
+    rows, weights = bilinear_corners(queries.to(torch.float32), resolution)
+    return F.embedding_bag(rows, table, per_sample_weights=weights.to(table.dtype), mode="sum")

@@ -1,0 +1,107 @@
+"""Network runtime benchmark: forward time and peak memory for N input points, decoding time
+per million query points, fp32 vs bf16 (CPU) or fp16 (CUDA), with the released configuration
+and stand-in weights.
+
+    .venv/bin/python benchmarks/bench_network.py [--points 100000] [--queries 1000000] [--threads 2]
+"""
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+REFERENCE = ROOT.parent / "shared" / "partfield_reference"
+
+from model_runtime.checkpoint import LoadedWeights, build_network  # noqa: E402
+from model_runtime.config import PartFieldConfig  # noqa: E402
+from model_runtime.device import cpu_supports_bf16  # noqa: E402
+from model_runtime.field_model import FieldModel  # noqa: E402
+
+
+def stand_in_model(device, dtype, config_name):
+    if config_name == "released":
+        sys.path.insert(0, str(REFERENCE))
+        from reference_weights import reference_state_dict
+
+        manifest = json.loads((REFERENCE / "state_dict_manifest.json").read_text())["state_dict"]
+        weights = LoadedWeights(reference_state_dict(manifest), PartFieldConfig.released(), "state_dict")
+    else:
+        from model_runtime.network import PartFieldNet
+
+        torch.manual_seed(0)
+        cfg = PartFieldConfig.small()
+        weights = LoadedWeights(PartFieldNet(cfg).state_dict(), cfg, "state_dict")
+    return FieldModel(build_network(weights), torch.device(device), dtype, f"stand-in {config_name}", weights)
+
+
+def surface_points(n, seed=0):
+    rng = np.random.default_rng(seed)
+    p = rng.normal(size=(n, 3))
+    p /= np.linalg.norm(p, axis=1, keepdims=True)
+    p *= np.array([0.9, 0.5, 0.3])
+    return p.astype(np.float32)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--points", type=int, default=100_000)
+    ap.add_argument("--queries", type=int, default=1_000_000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--config", default="released", choices=["released", "small"])
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    dtypes = [torch.float32]
+    if dev.type == "cuda":
+        dtypes.append(torch.float16)
+        dtypes.append(torch.bfloat16)
+    elif cpu_supports_bf16():
+        dtypes.append(torch.bfloat16)
+    pts = surface_points(args.points)
+    queries = surface_points(args.queries, seed=1)
+    results = {}
+    ref_feats = None
+    for dtype in dtypes:
+        model = stand_in_model(dev, dtype, args.config)
+        model.encode(pts[:5000])  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            tri = model.encode(pts)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        feats = model.decode(tri, queries)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        dec = time.perf_counter() - t0
+        name = str(dtype).replace("torch.", "")
+        row = {"forward_s": min(times), "decode_s_per_million": dec * 1e6 / len(queries)}
+        if ref_feats is None:
+            ref_feats = feats
+        else:
+            a, b = ref_feats, feats
+            cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+            row["cosine_vs_fp32_min"] = float(cos.min())
+            row["cosine_vs_fp32_mean"] = float(cos.mean())
+        results[name] = row
+        print(name, json.dumps(row), flush=True)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"points": args.points, "queries": args.queries, "threads": args.threads,
+                      "device": args.device, "config": args.config, "peak_rss_mb": round(peak_mb),
+                      "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
