@@ -133,6 +133,13 @@ NOT_BUNDLED = {
     "numpy": "Blender ships numpy; a second copy would clash with the one bpy uses",
     "setuptools": "torch needs it only to compile C++ extensions, never at inference",
 }
+# Why a torch wheel can be missing for a target, added to the "missing wheel" message.
+TORCH_HINTS = {
+    "macos-x64": "PyTorch publishes no macOS Intel (x86_64) wheels after torch 2.2, so there is no "
+                 "macos-x64 build with torch 2.13",
+    "linux-x64": "the Linux CPU build (+cpu) comes from https://download.pytorch.org/whl/cpu; without "
+                 "network access put it in --wheel-dir",
+}
 TORCH_INDEX = {
     ("linux-x64", "cpu"): "https://download.pytorch.org/whl/cpu",
     ("windows-x64", "cuda"): "https://download.pytorch.org/whl/cu130",
@@ -377,14 +384,18 @@ def collect_wheels(target: Target, python: str, torch: str, wheel_dir: Path | No
                                  f"(required by {wanted_by.get(name, '?')})")
             continue
         wheel = find_wheel(dirs, req, tags)
+        hint = f" ({TORCH_HINTS[target.platform]})" if name == "torch" and target.platform in TORCH_HINTS else ""
         if wheel is None and wheel_dir is None:
-            pip_download(str(req), target, python, cache_dir, TORCH_INDEX.get((target.platform, torch))
-                         if name == "torch" else None)
+            try:
+                pip_download(str(req), target, python, cache_dir, TORCH_INDEX.get((target.platform, torch))
+                             if name == "torch" else None)
+            except BuildError as ex:
+                raise BuildError(f"{ex}{hint}") from None
             wheel = find_wheel(dirs, req, tags)
         if wheel is None:
             where = f"in --wheel-dir {wheel_dir}" if wheel_dir else f"after pip download into {cache_dir}"
             raise BuildError(f"missing wheel: {req} for {target.platform} / CPython {python} {where} "
-                             f"(needed by {wanted_by.get(name, 'the extension')})")
+                             f"(needed by {wanted_by.get(name, 'the extension')}){hint}")
         if name == "torch":
             check_torch_flavour(wheel, target, torch)
         chosen[name] = wheel
@@ -529,8 +540,29 @@ def check_zip(zip_path: Path, platform: str, wheel_rel: list[str]) -> dict:
     return {"infos": infos, "manifest": manifest}
 
 
+def minimum_os(wheel_names: list[str], target: Target) -> str:
+    """The oldest OS release every bundled wheel supports (glibc for Linux, macOS version)."""
+    need = (0, 0)
+    for name in wheel_names:
+        plats = {t.platform for t in pk_utils.parse_wheel_filename(name)[3]} & set(target.wheel_platforms)
+        versions = []
+        for plat in plats:
+            m = re.match(r"manylinux_(\d+)_(\d+)_", plat) or re.match(r"macosx_(\d+)_(\d+)_", plat)
+            legacy = {"manylinux2014": (2, 17), "manylinux2010": (2, 12), "manylinux1": (2, 5)}
+            if m:
+                versions.append((int(m.group(1)), int(m.group(2))))
+            elif plat.split("_")[0] in legacy:
+                versions.append(legacy[plat.split("_")[0]])
+        if versions:
+            need = max(need, min(versions))
+    if need == (0, 0):
+        return ""
+    return (f"glibc >= {need[0]}.{need[1]}" if target.platform.startswith("linux")
+            else f"macOS >= {need[0]}.{need[1]}")
+
+
 def human(n: float) -> str:
-    return f"{n / 2**20:.1f} MB"
+    return f"{n / 2**20:.1f} MiB"
 
 
 def summarize(zip_path: Path, info: dict) -> str:
@@ -593,7 +625,8 @@ def build(args) -> Path:
     info = check_zip(zip_path, target.platform, wheel_rel)
     log("validated with Blender's extension validator")
     log(summarize(zip_path, info))
-    log(f"for {PYTHONS[args.python]} on {target.platform}")
+    needs = minimum_os([Path(w).name for w in wheel_rel], target)
+    log(f"for {PYTHONS[args.python]} on {target.platform}" + (f" ({needs}, from the wheels' tags)" if needs else ""))
     if not args.keep_staging:
         shutil.rmtree(work, ignore_errors=True)
     return zip_path
