@@ -129,6 +129,14 @@ def test_cuda_is_refused_on_macos(tmp_path):
     assert proc.returncode != 0 and "no CUDA build for macos-arm64" in proc.stderr, proc.stderr
 
 
+def test_cuda_build_refuses_the_cpu_torch_wheel(tmp_path):
+    if not TORCH_WHEEL.is_file():
+        pytest.skip(f"the CPU torch wheel is not on this machine ({TORCH_WHEEL})")
+    (tmp_path / TORCH_WHEEL.name).symlink_to(TORCH_WHEEL)
+    with pytest.raises(build.BuildError, match="is the CPU build"):
+        build.collect_wheels(build.TARGETS["linux-x64"], "3.11", "cuda", tmp_path, tmp_path)
+
+
 def test_bundle_pins_are_the_tested_environment():
     """The zip ships exactly the versions the dev/test environment runs."""
     for name, pin in build.BUNDLE_PINS.items():
