@@ -1,7 +1,10 @@
 """Operators: Compute PartField (modal, threaded), Apply, Clear, Preview toggle.
 
 Every operator reports problems with `self.report` and returns {'CANCELLED'} without changing
-anything; only the main thread touches bpy data."""
+anything; only the main thread touches bpy data. Refusals the user can fix (nothing selected,
+not a mesh, Edit Mode, no model configured, stale result) are WARNING reports; failures of the
+work itself (unreadable weights, a compute error) are ERROR reports, which Blender's Python
+API turns into a RuntimeError for script callers (the GUI shows them in the status bar)."""
 from __future__ import annotations
 
 import bpy
@@ -32,13 +35,13 @@ def target_objects(context, all_selected: bool | None = None) -> list:
 def _check_targets(op, objs) -> list:
     """Objects that can be segmented; reports why the others cannot."""
     if not objs:
-        op.report({"ERROR"}, "No active object: select a mesh object.")
+        op.report({"WARNING"}, "No active object: select a mesh object.")
         return []
     good = []
     for obj in objs:
         problem = jobs.object_problem(obj)
         if problem:
-            op.report({"WARNING"} if len(objs) > 1 else {"ERROR"}, problem)
+            op.report({"WARNING"}, problem)
         else:
             good.append(obj)
     return good
@@ -47,12 +50,16 @@ def _check_targets(op, objs) -> list:
 def _model_spec(op, context):
     from model_runtime.errors import PartFieldError
 
-    from .preferences import model_spec_from_context
+    from .preferences import get_preferences, model_problem, model_spec_from_context
 
+    problem = model_problem(get_preferences(context))
+    if problem:
+        op.report({"WARNING"}, problem)
+        return None
     try:
         return model_spec_from_context(context)
     except PartFieldError as exc:
-        op.report({"ERROR"}, str(exc))
+        op.report({"WARNING"}, str(exc))
         return None
 
 
@@ -66,7 +73,7 @@ def _extract(op, context, objs) -> list:
         try:
             out.append(jobs.extract_inputs(obj, use_modifiers=use_mod, depsgraph=depsgraph))
         except PartFieldError as exc:
-            op.report({"ERROR"}, str(exc))
+            op.report({"WARNING"}, str(exc))
     return out
 
 
@@ -85,12 +92,12 @@ def _apply_outcome(op, context, outcome, info) -> bool:
     obj = bpy.data.objects.get(name)
     problem = jobs.object_problem(obj)
     if problem:
-        op.report({"ERROR"}, f"Result not applied: {problem}")
+        op.report({"WARNING"}, f"Result not applied: {problem}")
         return False
     try:
         k = jobs.apply_result(obj, outcome.inputs, outcome.result, info=info)
     except PartFieldError as exc:
-        op.report({"ERROR"}, str(exc))
+        op.report({"WARNING"}, str(exc))
         return False
     op.report({"INFO"}, f"'{name}': segmented in {outcome.seconds:.1f} s, showing {k} parts.")
     return True
@@ -215,7 +222,7 @@ class PARTFIELD_OT_apply(Operator):
         mode = context.scene.partfield.output if self.mode == "SCENE" else self.mode
         objs = [o for o in target_objects(context) if o is not None]
         if not objs:
-            self.report({"ERROR"}, "No active object: select a mesh object.")
+            self.report({"WARNING"}, "No active object: select a mesh object.")
             return {"CANCELLED"}
         done = 0
         for obj in objs:
@@ -225,7 +232,7 @@ class PARTFIELD_OT_apply(Operator):
             if problem is None and storage.is_stale(obj):
                 problem = f"'{obj.name}' was edited after the compute: run Compute PartField again."
             if problem:
-                self.report({"ERROR"}, problem)
+                self.report({"WARNING"}, problem)
                 continue
             stored = storage.load(obj)
             k = max(1, min(obj.partfield.parts, jobs.max_parts(stored)))
@@ -248,10 +255,10 @@ class PARTFIELD_OT_clear(Operator):
     def execute(self, context):
         objs = [o for o in target_objects(context) if o is not None and o.type == "MESH"]
         if not objs:
-            self.report({"ERROR"}, "No active object: select a mesh object.")
+            self.report({"WARNING"}, "No active object: select a mesh object.")
             return {"CANCELLED"}
         if any(o.mode == "EDIT" for o in objs):
-            self.report({"ERROR"}, "Switch to Object Mode first.")
+            self.report({"WARNING"}, "Switch to Object Mode first.")
             return {"CANCELLED"}
         cleared = 0
         for obj in objs:
@@ -281,7 +288,7 @@ class PARTFIELD_OT_preview(Operator):
             if obj is not None and obj.type == "MESH" and obj.mode != "EDIT":
                 shown += recolor_object(obj)
         if not shown:
-            self.report({"ERROR"}, "No up-to-date PartField result on the selection.")
+            self.report({"WARNING"}, "No up-to-date PartField result on the selection.")
             return {"CANCELLED"}
         preview.show_attribute_shading(scene)
         return {"FINISHED"}

@@ -1,0 +1,204 @@
+"""Helpers for the extension's bpy scripts: a development install of the add-on into a temp
+extensions repository, small real models, and meshes with known parts.
+
+Import this module before `bpy` (it points BLENDER_USER_RESOURCES at a temp folder)."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+if not os.environ.get("BLENDER_USER_RESOURCES"):
+    os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="pf_blender_user_")
+
+import numpy as np  # noqa: E402
+
+ADDON = "bl_ext.user_default.partfield_blender"
+
+
+def install_addon():
+    """Install partfield_blender as a development extension in the `user_default` repository
+    (files symlinked from the repo + the source manifest) and enable it. Returns the module."""
+    import addon_utils
+    import bpy
+
+    repo = Path(bpy.utils.user_resource("EXTENSIONS", path="user_default", create=True))
+    target = repo / "partfield_blender"
+    if not target.exists():
+        target.mkdir()
+        for src in (REPO_ROOT / "partfield_blender").iterdir():
+            if src.name == "__pycache__":
+                continue
+            (target / src.name).symlink_to(src)
+        manifest = REPO_ROOT / "blender_manifest.toml"
+        if manifest.exists():
+            shutil.copy(manifest, target / "blender_manifest.toml")
+    mod = addon_utils.enable(ADDON, default_set=True, handle_error=_raise)
+    assert mod is not None and ADDON in bpy.context.preferences.addons, "add-on did not enable"
+    return mod
+
+
+def _raise(exc):
+    raise exc
+
+
+def addon_module(name: str):
+    import importlib
+
+    return importlib.import_module(f"{ADDON}.{name}")
+
+
+def prefs():
+    import bpy
+
+    return bpy.context.preferences.addons[ADDON].preferences
+
+
+def make_weights(path, seed: int = 0, name: str = "test-small") -> str:
+    """A real small PartField network (random init, seeded) saved as compact weights."""
+    import torch
+
+    from model_runtime.checkpoint import save_compact
+    from model_runtime.config import PartFieldConfig
+    from model_runtime.network import PartFieldNet
+
+    torch.manual_seed(seed)
+    cfg = PartFieldConfig.small()
+    net = PartFieldNet(cfg)
+    save_compact(path, net.state_dict(), cfg, {"name": name})
+    return str(path)
+
+
+def use_custom_model(path) -> None:
+    p = prefs()
+    p.model_choice = "CUSTOM"
+    p.custom_path = str(path)
+    p.device = "cpu"
+
+
+def clear_scene() -> None:
+    import bpy
+
+    for obj in list(bpy.data.objects):
+        bpy.data.objects.remove(obj)
+    for me in list(bpy.data.meshes):
+        bpy.data.meshes.remove(me)
+    for coll in list(bpy.data.collections):
+        bpy.data.collections.remove(coll)
+    bpy.context.view_layer.update()
+
+
+def _box(center, size, subdiv=2):
+    """Vertices and quads of an axis-aligned box, each side split `subdiv` x `subdiv`."""
+    c = np.asarray(center, float)
+    h = np.asarray(size, float) / 2
+    verts, quads, index = [], [], {}
+
+    def vid(p):
+        key = tuple(np.round(p, 6))
+        if key not in index:
+            index[key] = len(verts)
+            verts.append(p)
+        return index[key]
+
+    t = np.linspace(-1, 1, subdiv + 1)
+    for axis in range(3):
+        for sign in (-1, 1):
+            u, v = [a for a in range(3) if a != axis]
+            for i in range(subdiv):
+                for j in range(subdiv):
+                    corners = []
+                    for di, dj in ((0, 0), (1, 0), (1, 1), (0, 1)):
+                        p = np.zeros(3)
+                        p[axis] = sign
+                        p[u], p[v] = t[i + di], t[j + dj]
+                        corners.append(vid(c + p * h))
+                    if sign < 0:
+                        corners.reverse()
+                    quads.append(corners)
+    return np.asarray(verts), quads
+
+
+def mesh_from_parts(name, parts, materials=True, extras=True):
+    """One mesh object made of boxes [(center, size), ...]; returns (obj, part_of_polygon)."""
+    import bpy
+
+    verts, faces, owner = [], [], []
+    for k, (center, size) in enumerate(parts):
+        v, q = _box(center, size)
+        base = sum(len(x) for x in verts)
+        verts.append(v)
+        faces += [[base + i for i in f] for f in q]
+        owner += [k] * len(q)
+    v = np.concatenate(verts)
+    me = bpy.data.meshes.new(name)
+    me.from_pydata(v.tolist(), [], faces)
+    me.update()
+    owner = np.asarray(owner)
+    if materials:
+        for i in range(2):
+            mat = bpy.data.materials.get(f"pf_mat_{i}") or bpy.data.materials.new(f"pf_mat_{i}")
+            me.materials.append(mat)
+        me.polygons.foreach_set("material_index", (owner % 2).astype(np.int32))
+    if extras:
+        uv = me.uv_layers.new(name="UVMap")
+        co = v[np.array([li.vertex_index for li in me.loops])]
+        uv.data.foreach_set("uv", (co[:, :2] * 0.37 + 0.5).astype(np.float32).ravel())
+        attr = me.attributes.new("weight_x", "FLOAT", "POINT")
+        attr.data.foreach_set("value", v[:, 0].astype(np.float32))
+        n = np.zeros((len(me.loops), 3), np.float32)
+        n[:, 2] = 1.0
+        n[::3, 0] = 0.5
+        n /= np.linalg.norm(n, axis=1, keepdims=True)
+        me.normals_split_custom_set(n.tolist())
+    obj = bpy.data.objects.new(name, me)
+    bpy.context.scene.collection.objects.link(obj)
+    return obj, owner
+
+
+def boxes_chain(name="Chain"):
+    """Three unit boxes in a row along x, touching face to face."""
+    return mesh_from_parts(name, [((x, 0, 0), (1, 1, 1)) for x in (0.0, 1.0, 2.0)])
+
+
+def table(name="Table"):
+    """A table: a flat top and four legs under its corners."""
+    parts = [((0, 0, 1.0), (2.0, 1.2, 0.1))]
+    for sx in (-1, 1):
+        for sy in (-1, 1):
+            parts.append(((sx * 0.85, sy * 0.45, 0.475), (0.1, 0.1, 0.95)))
+    return mesh_from_parts(name, parts)
+
+
+def activate(obj, others=()):
+    import bpy
+
+    for o in bpy.context.view_layer.objects:
+        if o is not None:
+            o.select_set(False)
+    for o in (obj, *others):
+        o.select_set(True)
+    bpy.context.view_layer.objects.active = obj
+
+
+def face_labels_of_writer_groups(obj, names):
+    """Per polygon, the list of groups (by index in `names`) that hold all its vertices."""
+    me = obj.data
+    nv = len(me.vertices)
+    member = np.zeros((len(names), nv), bool)
+    for gi, name in enumerate(names):
+        g = obj.vertex_groups[name].index
+        for v in me.vertices:
+            for e in v.groups:
+                if e.group == g and e.weight == 1.0:
+                    member[gi, v.index] = True
+    out = []
+    for p in me.polygons:
+        vs = list(p.vertices)
+        out.append([gi for gi in range(len(names)) if member[gi, vs].all()])
+    return out

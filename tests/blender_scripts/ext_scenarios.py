@@ -1,0 +1,550 @@
+"""Extension scenarios run against the real `bpy` module with the add-on installed.
+
+    python ext_scenarios.py SCENARIO --weights W [--weights2 W2] --workdir DIR
+
+Each scenario asserts what the issue's acceptance asks and exits non-zero on failure; the
+pytest file tests/test_blender_extension.py runs one process per scenario.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ext_helpers as H  # noqa: E402  (sets BLENDER_USER_RESOURCES before bpy)
+
+import bpy  # noqa: E402
+import numpy as np  # noqa: E402
+
+OPTIONS = None  # pipeline defaults
+
+
+def reference_result(obj, weights):
+    """The same segmentation computed by model_runtime directly (no add-on code)."""
+    from model_runtime.field_model import get_model
+    from model_runtime.mesh import MeshArrays
+    from model_runtime.pipeline import segment_mesh
+
+    me = obj.data
+    v = np.array([x.co[:] for x in me.vertices], np.float32)
+    mesh = MeshArrays(
+        v,
+        [p.loop_start for p in me.polygons],
+        [p.loop_total for p in me.polygons],
+        [lp.vertex_index for lp in me.loops],
+    )
+    return segment_mesh(mesh, get_model(weights, device="cpu"), OPTIONS)
+
+
+def corner_colors(obj):
+    preview = H.addon_module("preview")
+    return preview.read_colors(obj)
+
+
+def expected_colors(obj, labels):
+    preview = H.addon_module("preview")
+    pal = preview.palette(int(labels.max()) + 1)
+    lp = np.repeat(np.arange(len(obj.data.polygons)), [p.loop_total for p in obj.data.polygons])
+    rgba = pal[labels][lp]
+    # stored as bytes: compare after the same quantisation
+    return rgba
+
+
+def assert_colors(obj, labels, what):
+    got = corner_colors(obj)
+    assert got is not None, f"{what}: no preview colours"
+    exp = expected_colors(obj, labels)
+    err = np.abs(got - exp).max()
+    assert err < 0.02, f"{what}: preview colours differ from the labels (max err {err})"
+
+
+def compute_active(obj, expect="FINISHED"):
+    H.activate(obj)
+    res = bpy.ops.partfield.compute()
+    assert res == {expect}, f"compute returned {res}, expected {expect}"
+
+
+def check_vertex_groups(obj, labels):
+    writers = H.addon_module("writers")
+    k = int(labels.max()) + 1
+    names = writers.part_names(k)
+    present = [g.name for g in obj.vertex_groups if g.name.startswith("Part_")]
+    assert sorted(present) == sorted(names), f"vertex groups {present} != {names}"
+    groups = H.face_labels_of_writer_groups(obj, names)
+    for p, (lab, gs) in enumerate(zip(labels, groups)):
+        assert lab in gs, f"polygon {p} (part {lab}) is not inside its group (in {gs})"
+    # Each polygon assigned exactly once: by its own label; and the groups hold no vertex
+    # outside their part's polygons.
+    me = obj.data
+    for gi, name in enumerate(names):
+        g = obj.vertex_groups[name].index
+        in_group = {v.index for v in me.vertices for e in v.groups if e.group == g}
+        part_verts = {vi for p in me.polygons if labels[p.index] == gi for vi in p.vertices}
+        assert in_group == part_verts, f"group {name} holds other vertices"
+
+
+def check_face_attribute(obj, labels):
+    writers = H.addon_module("writers")
+    got = writers.read_face_attribute(obj)
+    assert got is not None and np.array_equal(got, labels), "partfield_part != labels"
+    sets = writers.read_face_attribute(obj, ".sculpt_face_set")
+    assert sets is not None and np.array_equal(sets, labels + 1), "face sets != labels + 1"
+    assert obj.data.attributes["partfield_part"].domain == "FACE"
+
+
+def world_centers(obj):
+    """Polygon centres nudged along their normals (coincident faces of touching boxes differ),
+    in world space."""
+    mw = np.array(obj.matrix_world)
+    c = np.array([p.center[:] for p in obj.data.polygons]) + 0.01 * np.array([p.normal[:] for p in obj.data.polygons])
+    return c @ mw[:3, :3].T + mw[:3, 3]
+
+
+def check_separate_objects(obj, labels):
+    writers = H.addon_module("writers")
+    bpy.context.view_layer.update()
+    coll = writers.parts_collection(obj)
+    assert coll is not None, "no parts collection"
+    parts = sorted(coll.objects, key=lambda o: o["partfield_part"])
+    k = int(labels.max()) + 1
+    assert len(parts) == k, f"{len(parts)} part objects for {k} parts"
+    assert sum(len(p.data.polygons) for p in parts) == len(obj.data.polygons), "polygons not covered once"
+    src_c = world_centers(obj)
+    src_mat = np.array([p.material_index for p in obj.data.polygons])
+    for part in parts:
+        lab = part["partfield_part"]
+        mine = np.flatnonzero(labels == lab)
+        pc = world_centers(part)
+        assert len(pc) == len(mine), f"part {lab}: {len(pc)} polygons, expected {len(mine)}"
+        # every polygon of the part matches one source polygon of that label, in world space
+        d = np.linalg.norm(pc[:, None, :] - src_c[None, mine, :], axis=2)
+        nearest = mine[d.argmin(axis=1)]
+        assert d.min(axis=1).max() < 1e-4, f"part {lab}: geometry moved"
+        assert len(np.unique(nearest)) == len(mine), f"part {lab}: polygons duplicated or missing"
+        # materials, UVs, custom normals, other attributes kept
+        assert [m.name for m in part.data.materials] == [m.name for m in obj.data.materials]
+        pm = np.array([p.material_index for p in part.data.polygons])
+        assert np.array_equal(pm, src_mat[nearest]), f"part {lab}: material indices changed"
+        assert part.data.uv_layers.get("UVMap") is not None, "UVs lost"
+        assert part.data.attributes.get("weight_x") is not None, "attribute lost"
+        assert part.data.has_custom_normals, "custom normals lost"
+        # origin at the part's centre
+        co = np.array([v.co[:] for v in part.data.vertices])
+        mid = (co.min(0) + co.max(0)) / 2
+        assert np.abs(mid).max() < 1e-5, f"part {lab}: origin not at centre ({mid})"
+        assert part.data.attributes.get("partfield_preview") is None
+    # custom normals: corner normals of the parts equal the source's (compare sorted sets)
+    src_n = np.array([n.vector[:] for n in obj.data.corner_normals])
+    part_n = np.concatenate([np.array([n.vector[:] for n in p.data.corner_normals]) for p in parts])
+    key = lambda a: a[np.lexsort(np.round(a, 4).T)]  # noqa: E731
+    assert np.allclose(key(src_n), key(part_n), atol=1e-3), "custom normals changed"
+    assert obj.hide_get() and obj.hide_render, "original not hidden"
+    assert obj.name in bpy.data.objects, "original deleted"
+    return parts
+
+
+CHECKS = {
+    "VERTEX_GROUPS": check_vertex_groups,
+    "FACE_ATTRIBUTE": check_face_attribute,
+    "SEPARATE_OBJECTS": check_separate_objects,
+}
+
+
+def snapshot(obj_name):
+    """What a writer may change, to compare before/after undo."""
+    obj = bpy.data.objects[obj_name]
+    return {
+        "groups": sorted(g.name for g in obj.vertex_groups),
+        "attrs": sorted(a.name for a in obj.data.attributes),
+        "objects": sorted(o.name for o in bpy.data.objects),
+        "collections": sorted(c.name for c in bpy.data.collections),
+        "hidden": obj.hide_get(),
+        "polys": len(obj.data.polygons),
+    }
+
+
+# --------------------------------------------------------------------------------------- scenarios
+def scenario_writers(args):
+    """Compute on a chain of boxes; preview and slider; every writer (twice, then undo); save/reload."""
+    H.install_addon()
+    H.clear_scene()
+    H.use_custom_model(args.weights)
+    storage = H.addon_module("storage")
+    obj, _ = H.boxes_chain()
+    name = obj.name
+    obj.location = (0.5, -1.0, 0.25)
+    obj.rotation_euler = (0.0, 0.0, 0.3)
+    obj.scale = (1.0, 2.0, 1.0)
+    compute_active(obj)
+    stored = storage.load(obj)
+    assert stored is not None, "no result stored"
+    ref = reference_result(obj, args.weights)
+    k0 = obj.partfield.parts
+    assert np.array_equal(stored.face_labels(k0), ref.labels(k0)), "stored labels differ from model_runtime"
+    assert_colors(obj, ref.labels(k0), "after compute")
+
+    # Slider: recolours in place through the update callback.
+    attr_ptr = obj.data.attributes["partfield_preview"].as_pointer()
+    for k in (3, 1, 6, 2):
+        obj.partfield.parts = k
+        assert_colors(obj, ref.labels(k), f"slider k={k}")
+    assert obj.data.attributes["partfield_preview"].as_pointer() == attr_ptr, "preview attribute re-created"
+    view_modes = {s.shading.color_type for sc in bpy.data.screens for a in sc.areas if a.type == "VIEW_3D"
+                  for s in a.spaces if s.type == "VIEW_3D"}
+    assert view_modes == {"VERTEX"}, f"viewport not switched to attribute colour: {view_modes}"
+
+    k = 3
+    obj.partfield.parts = k
+    labels = ref.labels(k)
+    # Headless, bpy.ops only pushes an operator's undo step when asked to (the GUI always
+    # does for operators with 'UNDO' in bl_options): call with (EXEC_DEFAULT, undo=True).
+    assert "UNDO" in bpy.types.PARTFIELD_OT_apply.bl_options
+    bpy.ops.ed.undo_push(message="before writers")
+    for mode in ("VERTEX_GROUPS", "FACE_ATTRIBUTE", "SEPARATE_OBJECTS"):
+        obj = bpy.data.objects[name]
+        H.activate(obj)
+        before = snapshot(name)
+        assert bpy.ops.partfield.apply("EXEC_DEFAULT", True, mode=mode) == {"FINISHED"}
+        obj = bpy.data.objects[name]
+        CHECKS[mode](obj, labels)
+        after_once = snapshot(name)
+        H.activate(obj) if not obj.hide_get() else None
+        bpy.context.view_layer.objects.active = obj
+        assert bpy.ops.partfield.apply("EXEC_DEFAULT", True, mode=mode) == {"FINISHED"}
+        obj = bpy.data.objects[name]
+        CHECKS[mode](obj, labels)
+        assert snapshot(name) == after_once or mode == "SEPARATE_OBJECTS", f"{mode}: second run changed more"
+        if mode == "SEPARATE_OBJECTS":
+            a, b = snapshot(name), after_once
+            assert len(a["objects"]) == len(b["objects"]) and len(a["collections"]) == len(b["collections"]), \
+                f"{mode}: second run duplicated objects"
+        # Undo the two runs: back to the state before this writer.
+        bpy.ops.ed.undo()
+        bpy.ops.ed.undo()
+        assert snapshot(name) == before, f"{mode}: undo did not restore: {snapshot(name)} vs {before}"
+        obj = bpy.data.objects[name]
+        assert storage.has_result(obj), "undo lost the result"
+        # write for real for the reload check
+        H.activate(obj)
+        assert bpy.ops.partfield.apply("EXEC_DEFAULT", True, mode=mode) == {"FINISHED"}
+
+    # Save, reopen, and the slider still works without recomputing.
+    path = str(Path(args.workdir) / "segmented.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.open_mainfile(filepath=path)
+    from model_runtime import pipeline
+
+    def no_compute(*_a, **_k):
+        raise AssertionError("the slider ran a compute")
+
+    pipeline.segment_mesh = no_compute
+    obj = bpy.data.objects[name]
+    writers = H.addon_module("writers")
+    assert storage.has_result(obj) and not storage.is_stale(obj)
+    check_vertex_groups(obj, labels)
+    check_face_attribute(obj, labels)
+    check_separate_objects(obj, labels)
+    for k in (2, 5, 4):
+        obj.partfield.parts = k
+        assert_colors(obj, ref.labels(k), f"after reload k={k}")
+    assert writers is not None
+
+
+def scenario_table_and_modifiers(args):
+    """A table, several selected meshes at once, and a mesh with modifiers (base vs evaluated)."""
+    H.install_addon()
+    H.clear_scene()
+    H.use_custom_model(args.weights)
+    storage = H.addon_module("storage")
+    tbl, _ = H.table()
+    chain, _ = H.boxes_chain()
+    H.activate(tbl, [chain])
+    assert bpy.ops.partfield.compute() == {"FINISHED"}
+    for obj in (tbl, chain):
+        stored = storage.load(obj)
+        assert stored is not None, f"{obj.name}: not computed"
+        ref = reference_result(obj, args.weights)
+        for k in (1, 2, 5):
+            assert np.array_equal(stored.face_labels(k), ref.labels(k)), f"{obj.name}: labels differ at k={k}"
+    # Modifiers: a subdivided copy of the table; evaluated mesh has 4x the polygons.
+    sub, _ = H.table("TableSub")
+    mod = sub.modifiers.new("Subdiv", "SUBSURF")
+    mod.levels = 1
+    H.activate(sub)
+    bpy.context.scene.partfield.use_modifiers = True
+    assert bpy.ops.partfield.compute() == {"FINISHED"}
+    stored = storage.load(sub)
+    assert stored.face_map is not None and len(stored.face_map) == len(sub.data.polygons)
+    labels = stored.face_labels(5)
+    assert labels.shape == (len(sub.data.polygons),)
+    assert H.addon_module("preview").read_colors(sub) is not None
+    assert bpy.ops.partfield.apply(mode="FACE_ATTRIBUTE") == {"FINISHED"}
+    check_face_attribute(sub, labels)
+    # evaluated result equals model_runtime on the evaluated mesh, mapped back
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    ev = sub.evaluated_get(depsgraph)
+    me = ev.to_mesh()
+    tmp = bpy.data.objects.new("tmp_eval", me.copy())
+    ev.to_mesh_clear()
+    ref = reference_result(tmp, args.weights)
+    assert np.array_equal(stored.result.labels(5), ref.labels(5)), "evaluated labels differ"
+    # base mesh mode on the same object: face_map is None, labels per base polygon
+    bpy.context.scene.partfield.use_modifiers = False
+    assert bpy.ops.partfield.compute() == {"FINISHED"}
+    stored = storage.load(sub)
+    assert stored.face_map is None
+    ref = reference_result(sub, args.weights)
+    assert np.array_equal(stored.face_labels(3), ref.labels(3))
+
+
+def _state(obj):
+    if obj is None or obj.type != "MESH":
+        return None
+    # Only what the add-on could write (an Edit Mode round trip itself drops empty layers such
+    # as an all-false 'sharp_edge' and adds '.select_*').
+    attrs = sorted(a.name for a in obj.data.attributes if a.name.startswith("partfield") or a.name == ".sculpt_face_set")
+    return (sorted(obj.keys()), attrs, len(obj.vertex_groups))
+
+
+def scenario_errors(args):
+    """Every error is reported (operator returns CANCELLED), nothing is raised or changed."""
+    H.install_addon()
+    H.clear_scene()
+    H.use_custom_model(args.weights)
+    jobs = H.addon_module("jobs")
+    storage = H.addon_module("storage")
+    ops = H.addon_module("operators")
+    from model_runtime.errors import Cancelled
+
+    # No active object.
+    for o in bpy.context.view_layer.objects:
+        o.select_set(False)
+    bpy.context.view_layer.objects.active = None
+    for op in (bpy.ops.partfield.compute, bpy.ops.partfield.apply, bpy.ops.partfield.clear):
+        assert op() == {"CANCELLED"}, f"{op} without an object"
+    # A non-mesh.
+    empty = bpy.data.objects.new("Empty", None)
+    bpy.context.scene.collection.objects.link(empty)
+    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    bpy.context.scene.collection.objects.link(cam)
+    for o in (empty, cam):
+        H.activate(o)
+        assert bpy.ops.partfield.compute() == {"CANCELLED"}
+        assert bpy.ops.partfield.apply() == {"CANCELLED"}
+        assert "partfield_result" not in o
+    # An empty mesh, and a mesh of loose vertices only.
+    for verts in ([], [(0, 0, 0), (1, 0, 0)]):
+        me = bpy.data.meshes.new("EmptyMesh")
+        me.from_pydata(verts, [], [])
+        o = bpy.data.objects.new("EmptyMesh", me)
+        bpy.context.scene.collection.objects.link(o)
+        H.activate(o)
+        before = _state(o)
+        assert bpy.ops.partfield.compute() == {"CANCELLED"}
+        assert _state(o) == before
+    # A mesh in edit mode.
+    chain, _ = H.boxes_chain()
+    H.activate(chain)
+    before = _state(chain)
+    bpy.ops.object.mode_set(mode="EDIT")
+    assert bpy.ops.partfield.compute() == {"CANCELLED"}
+    assert bpy.ops.partfield.apply() == {"CANCELLED"}
+    bpy.ops.object.mode_set(mode="OBJECT")
+    assert _state(chain) == before, (_state(chain), before)
+    assert not storage.has_result(chain)
+    # Apply with no result yet.
+    assert bpy.ops.partfield.apply() == {"CANCELLED"}
+    # No model configured: custom choice without a file, then a missing file.
+    p = H.prefs()
+    for path in ("", str(Path(args.workdir) / "missing.safetensors")):
+        p.model_choice, p.custom_path = "CUSTOM", path
+        before = _state(chain)
+        assert bpy.ops.partfield.compute() == {"CANCELLED"}
+        assert _state(chain) == before
+    # A released choice without the download.
+    p.model_choice = "RELEASED"
+    assert bpy.ops.partfield.compute() == {"CANCELLED"}
+    assert _state(chain) == before
+    H.use_custom_model(args.weights)
+    # A corrupt weights file.
+    bad = Path(args.workdir) / "corrupt.safetensors"
+    bad.write_bytes(b"not a checkpoint at all" * 10)
+    p.custom_path = str(bad)
+    # A failure (not a refusal) is an ERROR report; Blender's Python API raises those to script
+    # callers as RuntimeError carrying the report text (the GUI shows it in the status bar).
+    try:
+        bpy.ops.partfield.compute()
+        raise AssertionError("a corrupt weights file was accepted")
+    except RuntimeError as exc:
+        assert str(exc).startswith("Error: 'Chain'"), exc
+    assert _state(chain) == before
+    H.use_custom_model(args.weights)
+    # A cancelled compute: the worker thread stops at its next check; nothing is applied.
+    inputs = jobs.extract_inputs(chain)
+    job = jobs.ComputeJob([inputs], jobs.ModelSpec(path=args.weights, device="cpu"))
+    seen = []
+    orig = job._progress
+
+    def progress_then_cancel(stage, fraction):
+        seen.append(stage)
+        orig(stage, fraction)
+        if len(seen) == 2:
+            job.cancel()
+
+    job._progress = progress_then_cancel
+    job.start()
+    assert job.join(120), "cancelled job did not stop"
+    outcomes = job.take_finished()
+    assert len(outcomes) == 1 and isinstance(outcomes[0].error, Cancelled), outcomes
+    assert job.done and job.cancelled
+
+    class Reporter:
+        reports = []
+
+        def report(self, kind, msg):
+            self.reports.append((kind, msg))
+
+    rep = Reporter()
+    assert ops._apply_outcome(rep, bpy.context, outcomes[0], {}) is False
+    assert rep.reports and "cancel" in rep.reports[0][1].lower()
+    assert _state(chain) == before and not storage.has_result(chain)
+    # Threaded path end to end (the modal operator's worker): compute finishes, applied on main thread.
+    job = jobs.ComputeJob([jobs.extract_inputs(chain)], jobs.ModelSpec(path=args.weights, device="cpu"))
+    stages = []
+    record = job._progress
+    job._progress = lambda stage, fraction: (stages.append(stage), record(stage, fraction))
+    job.start()
+    polled = set()
+    while not job.done:
+        polled.add(job.status()[0])
+        time.sleep(0.005)
+    assert job.status()[1] == 1.0 or job.status()[0] == "finished"
+    (outcome,) = job.take_finished()
+    assert outcome.error is None, outcome.error
+    assert ops._apply_outcome(rep, bpy.context, outcome, job.model_info) is True
+    assert storage.has_result(chain)
+    assert len(set(stages)) >= 3, f"progress stages not reported: {stages}"
+    # Stale: editing the mesh after the compute is detected; Apply refuses.
+    assert not storage.is_stale(chain)
+    chain.data.vertices[0].co.x += 0.25
+    assert storage.is_stale(chain), "edit not detected"
+    H.activate(chain)
+    assert bpy.ops.partfield.apply(mode="FACE_ATTRIBUTE") == {"CANCELLED"}
+    assert chain.data.attributes.get("partfield_part") is None
+    # Clear removes the result and the preview and restores the shading.
+    assert bpy.ops.partfield.clear() == {"FINISHED"}
+    assert not storage.has_result(chain) and chain.data.attributes.get("partfield_preview") is None
+    modes = {s.shading.color_type for sc in bpy.data.screens for a in sc.areas if a.type == "VIEW_3D"
+             for s in a.spaces if s.type == "VIEW_3D"}
+    assert "VERTEX" not in modes, modes
+    # The panel draws in every state without raising and says what can be done (no GUI here:
+    # draw into a recording layout).
+    texts = panel_draw_smoke()
+    assert "No result yet: press Compute PartField." in texts and "Compute PartField" in texts, texts
+    compute_active(chain)
+    texts = panel_draw_smoke()
+    assert "Apply" in texts and "Clear" in texts, texts
+    chain.data.vertices[1].co.x += 0.25
+    storage.forget_fingerprints()
+    assert "Mesh changed since the compute: compute again." in panel_draw_smoke()
+    for o in bpy.context.view_layer.objects:
+        o.select_set(False)
+    bpy.context.view_layer.objects.active = None
+    assert "Select a mesh object to segment." in panel_draw_smoke()
+    H.prefs().model_choice = "CUSTOM"
+    H.prefs().custom_path = ""
+    assert "No model available:" in panel_draw_smoke()
+
+
+def panel_draw_smoke():
+    """Draw the panel with a recording layout in the states it can be in (no GUI here)."""
+    panel = H.addon_module("panel")
+    texts = []
+
+    class Layout:
+        def __getattr__(self, name):
+            def call(*args, **kwargs):
+                if "text" in kwargs:
+                    texts.append(kwargs["text"])
+                return self
+            return call
+
+        def __setattr__(self, name, value):
+            pass
+
+    fake = type("FakePanel", (), {"layout": Layout()})()
+    panel.VIEW3D_PT_partfield.draw(fake, bpy.context)
+    return texts
+
+
+def scenario_preferences(args):
+    """Issue 8: changing the model choice switches the active model, and a compute uses it."""
+    H.install_addon()
+    H.clear_scene()
+    storage = H.addon_module("storage")
+    prefs_mod = H.addon_module("preferences")
+    from model_runtime import field_model
+
+    chain, _ = H.boxes_chain()
+    H.use_custom_model(args.weights)
+    spec = prefs_mod.model_spec_from_context(bpy.context)
+    assert spec.path == args.weights and spec.device == "cpu"
+    compute_active(chain)
+    m1 = storage.meta(chain)
+    assert m1.get("model_path") == str(Path(args.weights).resolve()), m1
+    labels1 = storage.load(chain).face_labels(4)
+    ref1 = reference_result(chain, args.weights).labels(4)
+    assert np.array_equal(labels1, ref1)
+
+    H.prefs().custom_path = args.weights2
+    spec = prefs_mod.model_spec_from_context(bpy.context)
+    assert spec.path == args.weights2
+    assert not field_model._cache, "switching the model choice did not free the cached model"
+    compute_active(chain)
+    m2 = storage.meta(chain)
+    assert m2.get("model_path") == str(Path(args.weights2).resolve()), m2
+    assert m2.get("model_name") == "test-small-b", m2
+    ref2 = reference_result(chain, args.weights2)
+    stored2 = storage.load(chain)
+    assert np.array_equal(stored2.result.features if hasattr(stored2.result, "features") else stored2.face_labels(4),
+                          ref2.features if hasattr(ref2, "features") else ref2.labels(4))
+    # Built-in choice: the bundled model when it is installed, otherwise a clear error.
+    H.prefs().model_choice = "BUILTIN"
+    problem = prefs_mod.model_problem(H.prefs())
+    if problem:
+        assert bpy.ops.partfield.compute() == {"CANCELLED"}
+        assert storage.meta(chain).get("model_path") == m2.get("model_path")
+    else:
+        assert prefs_mod.model_spec_from_context(bpy.context).path is None
+    lines = prefs_mod.describe_lines(H.prefs())
+    assert lines[0].startswith("Active model:") and lines[1].startswith("Licence:") and lines[2].startswith("Location:")
+
+
+SCENARIOS = {
+    "writers": scenario_writers,
+    "table_and_modifiers": scenario_table_and_modifiers,
+    "errors": scenario_errors,
+    "preferences": scenario_preferences,
+}
+
+
+def main():
+    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scenario", choices=sorted(SCENARIOS))
+    ap.add_argument("--weights", required=True)
+    ap.add_argument("--weights2")
+    ap.add_argument("--workdir", required=True)
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(2)
+    t = time.perf_counter()
+    SCENARIOS[args.scenario](args)
+    print(f"SCENARIO OK {args.scenario} ({time.perf_counter() - t:.1f}s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
