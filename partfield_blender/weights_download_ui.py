@@ -127,7 +127,7 @@ def section_lines(online: bool, folder: str, accepted: bool, job: DownloadJob | 
                   installed: str | None = None, partial_bytes: int | None = None) -> list:
     """What the preferences section shows, as ``(kind, text)`` rows; ``draw`` turns kinds into
     widgets: heading, info, terms, link (text = URL), consent, download, progress, cancel,
-    error, manual, folder. Pure, so tests check it without a UI."""
+    error, manual, convert, folder. Pure, so tests check it without a UI."""
     rows = [("heading", f"NVIDIA's released PartField weights ({wd.CHECKPOINT_FILENAME}, {wd.APPROX_SIZE_TEXT})")]
     if installed:
         rows.append(("info", f"Installed: {installed}"))
@@ -137,9 +137,13 @@ def section_lines(online: bool, folder: str, accepted: bool, job: DownloadJob | 
             if not installed:
                 rows += [("manual", line) for line in wd.manual_install_lines(folder)]
                 rows.append(("link", wd.MODEL_PAGE_URL))
-                rows.append(("folder", folder))
+            elif installed.endswith(wd.CHECKPOINT_FILENAME):
+                rows.append(("convert", "Make the fast-loading compact copy"))
+            rows.append(("folder", folder))
             return rows
     if installed and not running:
+        if installed.endswith(wd.CHECKPOINT_FILENAME):
+            rows.append(("convert", "Make the fast-loading compact copy"))
         rows.append(("folder", folder))
         return rows
     rows += [("terms", line) for line in wd.LICENSE_TERMS if line != wd.LICENSE_URL]
@@ -207,6 +211,8 @@ def draw(layout, context) -> None:
                 col.label(text=text, icon="TIME")
         elif kind == "cancel":
             col.operator(PARTFIELD_OT_cancel_weights_download.bl_idname, text=text, icon="CANCEL")
+        elif kind == "convert":
+            col.operator(PARTFIELD_OT_convert_weights.bl_idname, text=text, icon="FILE_REFRESH")
         elif kind == "folder":
             col.operator(PARTFIELD_OT_open_weights_folder.bl_idname, text="Open the weights folder",
                          icon="FILE_FOLDER")
@@ -317,9 +323,10 @@ class PARTFIELD_OT_download_weights(Operator):
             context.window_manager.event_timer_remove(self._timer)
             self._timer = None
 
-    def cancel(self, context):  # Blender ends the operator (window closed, file loaded, quit)
-        if self._job is not None:
-            self._job.cancel()
+    def cancel(self, context):
+        # Blender ends the modal operator (its window closed, a file loaded): the download goes on
+        # in its thread and the section shows its state when drawn again; the Cancel button and
+        # disabling the add-on still stop it. Quitting Blender keeps the .part for a resume.
         self._stop_timer(context)
 
 
@@ -357,11 +364,44 @@ class PARTFIELD_OT_open_weights_folder(Operator):
         return {"FINISHED"}
 
 
+class PARTFIELD_OT_convert_weights(Operator):
+    """Write the compact fp16 copy of a model_objaverse.ckpt placed in the weights folder by hand,
+    so later loads are fast (a few seconds, once)"""
+
+    bl_idname = "partfield.convert_weights"
+    bl_label = "Make the fast-loading compact copy"
+    bl_options = {"REGISTER", "INTERNAL"}
+
+    @classmethod
+    def poll(cls, context):
+        return not (_job is not None and _job.running)
+
+    def execute(self, context):
+        from model_runtime.errors import PartFieldError
+
+        ckpt = os.path.join(weights_folder(), wd.CHECKPOINT_FILENAME)
+        if not os.path.isfile(ckpt):
+            self.report({"ERROR"}, f"No {wd.CHECKPOINT_FILENAME} in {weights_folder()}")
+            return {"CANCELLED"}
+        try:
+            out = wd.convert_to_compact(ckpt, metadata={
+                "source_file": wd.CHECKPOINT_FILENAME, "licence": wd.LICENSE_NAME,
+                "source_sha256": wd.sha256_file(ckpt).hexdigest(),
+                "licence_url": wd.LICENSE_URL})
+        except (PartFieldError, OSError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        _redraw_all(context)
+        self.report({"INFO"}, f"Compact copy written: {out}")
+        return {"FINISHED"}
+
+
 classes = (
     PARTFIELD_PG_weights_download,
     PARTFIELD_OT_download_weights,
     PARTFIELD_OT_cancel_weights_download,
     PARTFIELD_OT_open_weights_folder,
+    PARTFIELD_OT_convert_weights,
 )
 
 

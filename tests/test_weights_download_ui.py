@@ -73,6 +73,14 @@ SCRIPT = textwrap.dedent(r"""
     stop.start().wait(60)
     res["cancelled"] = stop.cancelled
     res["cancel_installed"] = wd.installed_weights(os.path.join(out_dir, "c")) is not None
+    # a checkpoint placed by hand (offline): the section offers the compact copy, the operator makes it
+    import shutil
+    placed = os.path.join(ui.weights_folder(create=True), wd.CHECKPOINT_FILENAME)
+    shutil.copyfile(sys.argv[4], placed)
+    res["placed_rows"] = ui.section_lines(False, folder, False, installed=str(wd.installed_weights(folder)))
+    res["convert_result"] = sorted(bpy.ops.partfield.convert_weights())
+    res["after_convert"] = str(wd.installed_weights(folder))
+    res["convert_meta"] = wd.read_safetensors_metadata(os.path.join(folder, wd.COMPACT_FILENAME))
     ui.unregister()
     res["prop_removed"] = not hasattr(bpy.types.WindowManager, "partfield_weights")
     print("RESULT " + json.dumps(res))
@@ -87,7 +95,8 @@ def ui_result(reference_dir, tmp_path_factory):
     env["BLENDER_USER_RESOURCES"] = str(out / "blender_user")
     with WeightsServer(payload) as srv:
         proc = subprocess.run(
-            [sys.executable, "-c", SCRIPT, srv.url, hashlib.sha256(payload).hexdigest(), str(out)],
+            [sys.executable, "-c", SCRIPT, srv.url, hashlib.sha256(payload).hexdigest(), str(out),
+             str(reference_dir / "lightning_format_sample.ckpt")],
             capture_output=True, text=True, timeout=300, env=env,
         )
         n_requests = len(srv.file_requests())
@@ -151,3 +160,14 @@ def test_worker_job_reports_a_bad_checksum_and_cancel(ui_result):
     assert ui_result["bad_left"] == []  # nothing half-written, nothing under the final name
     assert ui_result["cancelled"] and not ui_result["cancel_installed"]
     assert ui_result["n_requests"] == 2  # good + bad; the cancelled job never connected
+
+
+def test_hand_placed_checkpoint_is_converted_by_the_operator(ui_result, reference_dir):
+    rows = ui_result["placed_rows"]
+    assert rows[1] == ["info", f"Installed: {os.path.join(ui_result['folder'], wd.CHECKPOINT_FILENAME)}"]
+    assert ["convert", "Make the fast-loading compact copy"] in rows
+    assert ui_result["convert_result"] == ["FINISHED"]
+    assert ui_result["after_convert"] == os.path.join(ui_result["folder"], wd.COMPACT_FILENAME)
+    sample_sha = hashlib.sha256((reference_dir / "lightning_format_sample.ckpt").read_bytes()).hexdigest()
+    assert ui_result["convert_meta"]["source_sha256"] == sample_sha
+    assert ui_result["convert_meta"]["licence_url"] == wd.LICENSE_URL
