@@ -212,3 +212,18 @@ def test_cli_downloads_and_converts(tmp_path, payload, capsys):
                        "--url", srv.url, "--sha256", "ab" * 32, "--no-convert"])
     assert rc == 1 and "SHA-256" in capsys.readouterr().err
     assert leftovers(tmp_path / "x") == []
+
+
+def test_complete_part_file_is_finished_after_416(tmp_path, payload):
+    final = tmp_path / wd.CHECKPOINT_FILENAME
+    seen = {"done": 0}
+    with WeightsServer(payload) as srv:
+        with pytest.raises(Cancelled):  # every byte arrived, then the cancel came before the rename
+            wd.download_file(srv.url, final, sha256=sha(payload), chunk_size=1024,
+                             progress=lambda s, d, t: seen.update(done=d),
+                             cancel=lambda: seen["done"] >= len(payload))
+        assert not final.exists() and wd.partial_download(tmp_path)[1] == len(payload)
+        res = wd.download_file(srv.url, final, sha256=sha(payload))
+        assert srv.file_requests()[-1]["range"] == f"bytes={len(payload)}-"  # answered 416
+    assert res.resumed_from == len(payload) and final.read_bytes() == payload
+    assert leftovers(tmp_path) == [wd.CHECKPOINT_FILENAME]
