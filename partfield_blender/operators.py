@@ -159,7 +159,7 @@ class PARTFIELD_OT_compute(Operator):
             self._job.cancel()
             context.window_manager.partfield.stage = "cancelling"
             return {"RUNNING_MODAL"}
-        if event.type != "TIMER" or event.timer is not self._timer:
+        if event.type != "TIMER":  # (any timer tick polls; other add-ons' ticks are harmless)
             return {"PASS_THROUGH"}
         for outcome in self._job.take_finished():
             self._applied += _apply_outcome(self, context, outcome, self._job.model_info)
