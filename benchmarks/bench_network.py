@@ -56,15 +56,15 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--config", default="released", choices=["released", "small"])
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--precision", default="all", choices=["all", "fp32", "bf16", "fp16"],
+                    help="one precision per process gives a clean peak-memory figure")
+    ap.add_argument("--save-features", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.precision == "all":
+        return run_all(args)
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
-    dtypes = [torch.float32]
-    if dev.type == "cuda":
-        dtypes.append(torch.float16)
-        dtypes.append(torch.bfloat16)
-    elif cpu_supports_bf16():
-        dtypes.append(torch.bfloat16)
+    dtypes = [{"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]]
     pts = surface_points(args.points)
     queries = surface_points(args.queries, seed=1)
     results = {}
@@ -88,19 +88,43 @@ def main():
         dec = time.perf_counter() - t0
         name = str(dtype).replace("torch.", "")
         row = {"forward_s": min(times), "decode_s_per_million": dec * 1e6 / len(queries)}
-        if ref_feats is None:
-            ref_feats = feats
-        else:
-            a, b = ref_feats, feats
-            cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
-            row["cosine_vs_fp32_min"] = float(cos.min())
-            row["cosine_vs_fp32_mean"] = float(cos.mean())
-        results[name] = row
-        print(name, json.dumps(row), flush=True)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if args.save_features:
+            np.save(args.save_features, feats[:20000])
+        row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        if dev.type == "cuda":
+            row["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+        print(json.dumps({name: row}), flush=True)
+
+
+def run_all(args):
+    """Each precision in its own process; cosine of decoded features against fp32."""
+    import subprocess
+    import tempfile
+
+    precisions = ["fp32"]
+    if args.device.startswith("cuda"):
+        precisions += ["fp16", "bf16"]
+    elif cpu_supports_bf16():
+        precisions.append("bf16")
+    rows, feats = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for prec in precisions:
+            out = f"{tmp}/{prec}.npy"
+            cmd = [sys.executable, __file__, "--points", str(args.points), "--queries", str(args.queries),
+                   "--threads", str(args.threads), "--device", args.device, "--config", args.config,
+                   "--repeats", str(args.repeats), "--precision", prec, "--save-features", out]
+            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            rows.update(json.loads(res.stdout.strip().splitlines()[-1]))
+            feats[prec] = np.load(out)
+    a = feats["fp32"]
+    for prec in precisions[1:]:
+        b = feats[prec]
+        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+        name = {"fp16": "float16", "bf16": "bfloat16"}[prec]
+        rows[name]["cosine_vs_fp32_min"] = round(float(cos.min()), 6)
+        rows[name]["cosine_vs_fp32_mean"] = round(float(cos.mean()), 6)
     print(json.dumps({"points": args.points, "queries": args.queries, "threads": args.threads,
-                      "device": args.device, "config": args.config, "peak_rss_mb": round(peak_mb),
-                      "results": results}, indent=1))
+                      "device": args.device, "config": args.config, "results": rows}, indent=1))
 
 
 if __name__ == "__main__":

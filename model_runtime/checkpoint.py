@@ -332,14 +332,15 @@ def build_network(weights: LoadedWeights, source: str = "checkpoint"):
     from .network import PartFieldNet
 
     try:
-        net = PartFieldNet(weights.config)
+        with torch.device("meta"):  # no memory until the real weights are assigned
+            net = PartFieldNet(weights.config)
     except ValueError as exc:
         raise CheckpointError(f"{source}: invalid network config ({exc})") from exc
     state = dict(weights.state_dict)
     if not weights.config.dead_modules:
         state = {k: v for k, v in state.items() if not k.startswith(DEAD_PREFIXES)}
     check_state_dict(state, net, source)
-    net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
     return net.eval()
 
 
