@@ -1,0 +1,117 @@
+"""Ward part tree: equal to scikit-learn's structured Ward on a real COSEG mesh for k=2..20,
+nested cuts with stable labels, fast cuts, split/merge, KMeans."""
+import time
+
+import numpy as np
+import pytest
+from sklearn.cluster import AgglomerativeClustering
+
+from model_runtime.connectivity import build_connectivity
+from model_runtime.mesh import MeshArrays
+from model_runtime.normalization import Normalization
+from model_runtime.part_tree import PartTree, kmeans_labels, normalize_rows
+from test_pipeline_double import decode_planes, smooth_planes
+
+
+def load_off(path):
+    tok = path.read_text().split()
+    nv, nf = int(tok[1]), int(tok[2])
+    v = np.array(tok[4:4 + 3 * nv], float).reshape(nv, 3)
+    f = np.array(tok[4 + 3 * nv:4 + 3 * nv + 4 * nf], int).reshape(nf, 4)[:, 1:]
+    return MeshArrays.from_triangles(v, f)
+
+
+def same_partition(a, b):
+    pairs = set(zip(a.tolist(), b.tolist()))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+@pytest.fixture(scope="module")
+def chair(coseg_dir):
+    mesh = load_off(coseg_dir / "chairs" / "shapes" / "13.off")  # 5,504 faces
+    norm = Normalization.from_mesh(mesh)
+    con = build_connectivity(mesh, vertices=norm.apply(mesh.vertices))
+    feats = decode_planes(smooth_planes(64, 32, seed=5), norm.apply(mesh.polygon_centers())).numpy()
+    return mesh, con, feats
+
+
+def test_cut_equals_sklearn_ward_and_is_nested(chair):
+    mesh, con, feats = chair
+    tree = PartTree.build(feats, con)
+    x = normalize_rows(feats)
+    prev = None
+    for k in range(2, 21):
+        ref = AgglomerativeClustering(n_clusters=k, linkage="ward", connectivity=con.matrix).fit_predict(x)
+        lab = tree.cut(k)
+        assert lab.dtype == np.int32 and set(lab.tolist()) == set(range(k))
+        assert same_partition(lab, ref), f"k={k} differs from scikit-learn"
+        if prev is not None:
+            # nested: every part of k+1 lies in one part of k; stable: exactly one old part
+            # changed, and it kept its label on its larger half
+            assert same_partition(np.c_[prev, lab] @ [k, 1], lab)
+            changed = lab != prev
+            assert set(lab[changed].tolist()) == {k - 1}
+            old = int(np.unique(prev[changed])[0])
+            assert (lab == old).sum() >= changed.sum()
+        prev = lab
+
+
+def test_cut_extremes_sizes_and_speed(chair):
+    mesh, con, feats = chair
+    tree = PartTree.build(feats, con)
+    p = mesh.num_polygons
+    assert (tree.cut(1) == 0).all()
+    np.testing.assert_array_equal(np.sort(tree.cut(p)), np.arange(p))
+    lab = tree.cut(6, order="size")
+    sizes = np.bincount(lab)
+    assert (np.diff(sizes) <= 0).all()  # largest first
+    assert same_partition(lab, tree.cut(6))
+    with pytest.raises(ValueError):
+        tree.cut(0)
+    with pytest.raises(ValueError):
+        tree.cut(p + 1)
+    t = time.perf_counter()
+    for k in range(2, 200):
+        tree.cut(k)
+    assert (time.perf_counter() - t) / 198 < 0.005
+
+
+def test_split_and_merge_parts(chair):
+    mesh, con, feats = chair
+    tree = PartTree.build(feats, con)
+    lab4, lab5 = tree.cut(4), tree.cut(5)
+    # splitting the part that cut(5) splits gives cut(5)
+    split_part = int(np.unique(lab4[lab5 == 4])[0])
+    np.testing.assert_array_equal(tree.split_part(lab4, split_part), lab5)
+    # splitting another part goes one level down inside that part only
+    other = (split_part + 1) % 4
+    s = tree.split_part(lab4, other)
+    assert s.max() == 4 and set(np.unique(lab4[s == 4]).tolist()) == {other}
+    assert ((s == other) | (s == 4)).sum() == (lab4 == other).sum()
+    # merge: labels stay 0..k-2, only the top label is renamed
+    m = PartTree.merge_parts(lab5, 1, 3)
+    assert set(m.tolist()) == set(range(4))
+    assert ((m == 1) == ((lab5 == 1) | (lab5 == 3))).all()
+    assert ((m == 3) == (lab5 == 4)).all()
+    # a merged part splits back along the tree
+    again = tree.split_part(m, 1)
+    assert same_partition(again, lab5)
+
+
+def test_features_need_a_connected_graph_and_matching_size(chair):
+    mesh, con, feats = chair
+    with pytest.raises(Exception, match="polygons"):
+        PartTree.build(feats[:-1], con)
+    from scipy.sparse import csr_matrix
+
+    with pytest.raises(Exception, match="not connected"):
+        PartTree.build(np.random.default_rng(0).normal(size=(4, 3)), csr_matrix((4, 4)))
+
+
+def test_kmeans_alternative_groups_clusters_largest_first():
+    rng = np.random.default_rng(0)
+    centers = np.eye(3)
+    x = np.r_[centers[0] + 0.01 * rng.normal(size=(50, 3)), centers[1] + 0.01 * rng.normal(size=(30, 3)),
+              centers[2] + 0.01 * rng.normal(size=(20, 3))]
+    lab = kmeans_labels(x, 3)
+    np.testing.assert_array_equal(lab, np.repeat([0, 1, 2], [50, 30, 20]))
