@@ -57,7 +57,7 @@ class PartFieldConfig:
         """Our own small model: same architecture family, a few MB of weights."""
         return cls(
             name="partfield-small",
-            pvconv_channels=64,
+            pvconv_channels=32,
             voxel_resolution=32,
             dead_modules=False,
             plane_resolution=64,
@@ -69,7 +69,7 @@ class PartFieldConfig:
             transformer_mlp_ratio=4,
             out_channels=64,
             sdf_channels=0,
-            num_points=20_000,
+            num_points=16_384,
         )
 
     def to_dict(self) -> dict:

@@ -1,0 +1,50 @@
+"""`python -m model_runtime train`: train our own PartField model on procedural part data.
+
+Example (the bundled model): `python -m model_runtime train --out runs/small --minutes 70`
+Resume after an interruption with the same command plus `--resume`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(subparsers, help_line: str) -> None:
+    p = subparsers.add_parser("train", help=help_line, description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="run folder (checkpoint.pt, model.safetensors, log.jsonl)")
+    p.add_argument("--config", default="small", choices=["small", "tiny"], help="network size (default small)")
+    p.add_argument("--steps", type=int, help="stop after this many optimiser steps (in total, across resumes)")
+    p.add_argument("--minutes", type=float, help="stop after this many minutes of training (in total)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt when present")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=4, help="shapes per step (default 4)")
+    p.add_argument("--points", type=int, help="input points per shape (default: the config's num_points)")
+    p.add_argument("--queries", type=int, default=2048, help="labelled query points per shape")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--checkpoint-minutes", type=float, default=3.0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads (default 1: on a shared 2-core machine one thread is fastest)")
+    p.add_argument("--export", metavar="PATH", help="also write the compact fp16 model here at the end")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..training.trainer import Trainer, TrainOptions, export_compact
+
+    if args.steps is None and args.minutes is None:
+        print("error: give --steps or --minutes", file=sys.stderr)
+        return 2
+    opts = TrainOptions(out=args.out, config=args.config, steps=args.steps, minutes=args.minutes,
+                        device=args.device, resume=args.resume, seed=args.seed, batch=args.batch,
+                        n_input=args.points, n_query=args.queries, lr=args.lr,
+                        checkpoint_minutes=args.checkpoint_minutes, threads=args.threads)
+    trainer = Trainer(opts, log=lambda s: print(s, flush=True))
+    print(f"training {trainer.cfg.name} on {trainer.device} "
+          f"({sum(p.numel() for p in trainer.net.parameters()):,} parameters) -> {args.out}", flush=True)
+    trainer.run()
+    if args.export:
+        export_compact(trainer.net, args.export, trainer.metadata())
+        print(f"exported {args.export}")
+    return 0

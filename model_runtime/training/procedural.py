@@ -1,0 +1,236 @@
+"""Procedural part-labelled shapes, deterministic by seed.
+
+`make_shape(seed)` picks a category, builds an assembly of primitives with a part
+hierarchy (`shapes.py`) and meshes it either as many loose pieces (one mesh per
+primitive, random tessellation) or as one welded surface (surface nets of the union's
+signed distance, smooth blends for organic forms; faces labelled by the nearest
+primitive). Then vertex noise and a random orientation (random up axis, yaw, small tilt).
+
+`sample_points(shape, ...)` gives what training needs: input surface points and labelled
+query points (surface, plus interior points of the closed solids), all in the runtime's
+normalised frame (bounding-box centre at 0, longest side 1.8).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .primitives import mesh_world, random_rotation, rot_axis, sample_inside, sdf
+from .shapes import CATEGORIES, CATEGORY_WEIGHTS, Assembly
+from .surface_nets import surface_nets
+
+_CAT_NAMES = list(CATEGORIES)
+_CAT_P = np.array([CATEGORY_WEIGHTS[c] for c in _CAT_NAMES])
+_CAT_P = _CAT_P / _CAT_P.sum()
+
+
+@dataclass
+class PartShape:
+    """A triangle mesh with a part hierarchy.
+
+    vertices (V, 3) float64, faces (T, 3) int64, face_leaf (T,) leaf part per face,
+    proposals (P, L) bool: leaf membership of every part at every level (leaves first),
+    `transform` (3, 3): the rotation applied after building (for interior samples).
+    """
+    category: str
+    vertices: np.ndarray
+    faces: np.ndarray
+    face_leaf: np.ndarray
+    proposals: np.ndarray
+    assembly: Assembly
+    transform: np.ndarray
+    welded: bool
+    seed: int
+
+    @property
+    def n_leaves(self) -> int:
+        return self.proposals.shape[1]
+
+    def group_labels(self, level: str = "leaf") -> np.ndarray:
+        """Per-face ground-truth labels: "leaf" parts, or "top" = the coarsest groups."""
+        if level == "leaf":
+            return self.face_leaf.copy()
+        # Coarsest: each leaf mapped to the largest proposal that contains it.
+        sizes = self.proposals.sum(1)
+        order = np.argsort(-sizes, kind="stable")
+        top = np.full(self.n_leaves, -1)
+        for p in order:
+            free = self.proposals[p] & (top < 0)
+            top[free] = p
+        return top[self.face_leaf]
+
+
+def _smin(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
+    """Polynomial smooth minimum (k = blend radius; 0 is a hard union)."""
+    if k <= 0:
+        return np.minimum(a, b)
+    h = np.clip(0.5 + 0.5 * (b - a) / k, 0.0, 1.0)
+    return b * (1 - h) + a * h - k * h * (1 - h)
+
+
+def _mesh_loose(asm: Assembly, rng) -> tuple:
+    res = int(rng.integers(8, 40))
+    verts, faces, labels = [], [], []
+    n = 0
+    for prim, leaf in zip(asm.prims, asm.prim_leaf):
+        r = max(6, int(res * rng.uniform(0.7, 1.3)))
+        v, f = mesh_world(prim, r)
+        verts.append(v)
+        faces.append(f + n)
+        labels.append(np.full(len(f), leaf))
+        n += len(v)
+    return np.concatenate(verts), np.concatenate(faces), np.concatenate(labels)
+
+
+def _mesh_welded(asm: Assembly, rng, blend: float, grid_res: int) -> tuple:
+    lo = np.min([p.world_bounds()[0] for p in asm.prims], axis=0)
+    hi = np.max([p.world_bounds()[1] for p in asm.prims], axis=0)
+    size = float((hi - lo).max())
+    h = size / grid_res
+    pad = 2 * h + blend
+    lo, hi = lo - pad, hi + pad
+    axes = [np.arange(lo[i], hi[i] + h, h) for i in range(3)]
+    shape = tuple(len(a) for a in axes)
+    # Coarse-to-fine: exact values only in a band around the surface (|sdf| is 1-Lipschitz,
+    # so a point far from the surface at the coarse level keeps its sign).
+    step = 4
+    coarse_axes = [a[::step] for a in axes]
+    coarse = _union_field(asm, np.stack(np.meshgrid(*coarse_axes, indexing="ij"), -1).reshape(-1, 3), blend)
+    coarse = coarse.reshape(tuple(len(a) for a in coarse_axes))
+    field = coarse
+    for axis in range(3):
+        field = np.repeat(field, step, axis=axis)
+    field = field[: shape[0], : shape[1], : shape[2]].copy()
+    band = np.abs(field) < 1.5 * step * h
+    idx = np.nonzero(band)
+    pts = np.stack([axes[0][idx[0]], axes[1][idx[1]], axes[2][idx[2]]], -1)
+    field[idx] = _union_field(asm, pts, blend)
+    field[[0, -1]] = np.abs(field[[0, -1]]) + h  # closed surface
+    field[:, [0, -1]] = np.abs(field[:, [0, -1]]) + h
+    field[:, :, [0, -1]] = np.abs(field[:, :, [0, -1]]) + h
+    v, f = surface_nets(field, lo, h)
+    centroids = v[f].mean(1)
+    labels = nearest_leaf(asm, centroids)
+    return v, f, labels
+
+
+def _union_field(asm: Assembly, pts: np.ndarray, blend: float) -> np.ndarray:
+    field = None
+    for p in asm.prims:
+        d = sdf(p, pts)
+        field = d if field is None else _smin(field, d, blend)
+    return field
+
+
+def nearest_leaf(asm: Assembly, pts: np.ndarray) -> np.ndarray:
+    """Leaf part of the primitive with the smallest signed distance at each point."""
+    d = np.stack([sdf(p, pts) for p in asm.prims], axis=1)
+    return np.asarray(asm.prim_leaf)[np.argmin(d, axis=1)]
+
+
+def _orientation(rng) -> np.ndarray:
+    """Random up axis (z and y favoured), full yaw, small tilt; sometimes any rotation."""
+    if rng.random() < 0.1:
+        return random_rotation(rng)
+    yaw = rot_axis([0, 0, 1], rng.uniform(0, 2 * np.pi))
+    tilt = rot_axis(rng.normal(size=3), np.deg2rad(rng.uniform(0, 12)))
+    ups = [
+        np.eye(3),  # z up
+        np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]]),  # y up
+        np.array([[0.0, 0, 1], [0, 1, 0], [-1, 0, 0]]),  # x up
+        np.diag([1.0, -1.0, -1.0]),  # upside down
+    ]
+    up = ups[rng.choice(4, p=[0.4, 0.4, 0.12, 0.08])]
+    return up @ tilt @ yaw
+
+
+def make_shape(seed: int, category: str | None = None, welded: bool | None = None,
+               orient: bool = True) -> PartShape:
+    """One procedural shape, fully determined by (seed, category, welded, orient)."""
+    rng = np.random.default_rng(seed)
+    if category is None:
+        category = _CAT_NAMES[rng.choice(len(_CAT_NAMES), p=_CAT_P)]
+    asm = CATEGORIES[category](rng)
+    # Slight jitter of every primitive (placement and angle), then scale variation.
+    for p in asm.prims:
+        ext = float(np.abs(p.local_extent()).max())
+        p.pos = p.pos + rng.normal(scale=0.01 * ext, size=3)
+        p.rot = rot_axis(rng.normal(size=3), np.deg2rad(rng.normal(scale=1.5))) @ p.rot
+    if welded is None:
+        welded = asm.organic or rng.random() < 0.35
+    if welded:
+        lo = np.min([p.world_bounds()[0] for p in asm.prims], axis=0)
+        hi = np.max([p.world_bounds()[1] for p in asm.prims], axis=0)
+        size = float((hi - lo).max())
+        blend = size * (rng.uniform(0.02, 0.06) if asm.organic else rng.uniform(0.0, 0.012))
+        v, f, labels = _mesh_welded(asm, rng, blend, int(rng.integers(40, 72)))
+    else:
+        v, f, labels = _mesh_loose(asm, rng)
+    # Vertex noise, relative to the object size.
+    size = float((v.max(0) - v.min(0)).max())
+    sigma = size * rng.choice([0.0, 0.0, 0.001, 0.003, 0.006])
+    if sigma > 0:
+        v = v + rng.normal(scale=sigma, size=v.shape)
+    rot = _orientation(rng) if orient else np.eye(3)
+    v = v @ rot.T
+    props = np.zeros((0, asm.n_leaves), dtype=bool)
+    plist = asm.proposals()
+    if plist:
+        props = np.zeros((len(plist), asm.n_leaves), dtype=bool)
+        for i, ids in enumerate(plist):
+            props[i, ids] = True
+    return PartShape(category, v, f.astype(np.int64), labels.astype(np.int64), props, asm, rot, bool(welded), seed)
+
+
+# ---------------------------------------------------------------------------------------
+# Point sampling.
+
+def normalisation(vertices: np.ndarray) -> tuple[np.ndarray, float]:
+    """Bounding-box centre and the scale that maps the longest side to 1.8."""
+    lo, hi = vertices.min(0), vertices.max(0)
+    return (lo + hi) / 2, 1.8 / max(float((hi - lo).max()), 1e-12)
+
+
+def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Area-weighted uniform surface samples: (points (n, 3), face index (n,))."""
+    tri = vertices[faces]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    cdf = np.cumsum(area)
+    fid = np.searchsorted(cdf, rng.random(n) * cdf[-1])
+    fid = np.minimum(fid, len(faces) - 1)
+    r1 = np.sqrt(rng.random(n))
+    r2 = rng.random(n)
+    t = tri[fid]
+    pts = (1 - r1)[:, None] * t[:, 0] + (r1 * (1 - r2))[:, None] * t[:, 1] + (r1 * r2)[:, None] * t[:, 2]
+    return pts, fid
+
+
+def sample_interior(shape: PartShape, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Points inside the closed primitives, labelled by the most interior primitive's leaf."""
+    asm = shape.assembly
+    vol = np.array([np.prod(p.local_extent()) for p in asm.prims])
+    counts = rng.multinomial(n, vol / vol.sum())
+    pts = [sample_inside(p, int(c), rng) for p, c in zip(asm.prims, counts) if c > 0]
+    pts = np.concatenate(pts) if pts else np.zeros((0, 3))
+    if len(pts) == 0:
+        return pts, np.zeros(0, dtype=np.int64)
+    labels = nearest_leaf(asm, pts)
+    return pts @ shape.transform.T, labels
+
+
+def sample_points(shape: PartShape, n_input: int, n_query: int, rng, interior_fraction: float = 0.15):
+    """Training sample of one shape, normalised.
+
+    Returns input points (n_input, 3) float32, query points (n_query, 3) float32 and the
+    leaf label of each query point (n_query,) int64.
+    """
+    centre, scale = normalisation(shape.vertices)
+    pin, _ = sample_surface(shape.vertices, shape.faces, n_input, rng)
+    n_in = int(round(n_query * interior_fraction))
+    qi, li = sample_interior(shape, n_in, rng)
+    qs, fs = sample_surface(shape.vertices, shape.faces, n_query - len(qi), rng)
+    q = np.concatenate([qs, qi])
+    lab = np.concatenate([shape.face_leaf[fs], li])
+    norm = lambda p: ((p - centre) * scale).astype(np.float32)  # noqa: E731
+    return norm(pin), norm(q), lab.astype(np.int64)

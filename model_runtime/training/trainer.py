@@ -1,0 +1,267 @@
+"""Training loop: procedural shapes -> PartFieldNet -> contrastive part loss.
+
+Everything is seeded by (seed, step), so a run resumed from a checkpoint sees the same
+shapes it would have seen without the interruption. A run folder holds
+`checkpoint.pt` (model + optimiser + temperature + step, written atomically),
+`model.safetensors` (compact fp16 export of the latest checkpoint), `log.jsonl`
+and `options.json`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import PartFieldConfig
+from ..network import PartFieldNet
+from .loss import LossConfig, Temperature, part_contrastive_loss
+from .procedural import make_shape, sample_points
+
+LICENCE = "GPL-3.0-or-later (our own weights, trained on procedural data; same licence as the code)"
+
+
+def tiny_config() -> PartFieldConfig:
+    """A very small member of the family for tests and smoke runs."""
+    return dataclasses.replace(
+        PartFieldConfig.small(), name="partfield-tiny", pvconv_channels=16, voxel_resolution=16,
+        plane_resolution=32, unet_channels=32, unet_depth=2, transformer_width=32,
+        transformer_depth=1, transformer_heads=2, transformer_mlp_ratio=2, out_channels=32,
+        num_points=2048,
+    )
+
+
+CONFIGS = {"small": PartFieldConfig.small, "tiny": tiny_config}
+
+
+@dataclass
+class TrainOptions:
+    out: str
+    config: str = "small"
+    steps: int | None = None
+    minutes: float | None = None
+    device: str = "auto"
+    resume: bool = False
+    seed: int = 0
+    batch: int = 4
+    n_input: int | None = None  # input points per shape (default: the config's num_points)
+    n_query: int = 2048
+    lr: float = 1e-3
+    warmup: int = 100
+    min_lr_fraction: float = 0.05
+    grad_clip: float = 1.0
+    checkpoint_minutes: float = 3.0
+    threads: int = 1
+    log_every: int = 10
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return d
+
+
+def shape_seed(seed: int, step: int, index: int, batch: int) -> int:
+    """Training shape seeds: disjoint from the evaluation seeds (which start at 10**9)."""
+    return (seed * 7919 + step * batch + index) % 10**9
+
+
+def make_batch(seed: int, step: int, batch: int, n_input: int, n_query: int):
+    """(input points (B,N,3), queries (B,Q,3), labels (B,Q), proposals list[(P,L) bool])."""
+    pins, qs, labs, props = [], [], [], []
+    for b in range(batch):
+        shape = make_shape(shape_seed(seed, step, b, batch))
+        rng = np.random.default_rng([seed, step, b, 17])
+        pin, q, lab = sample_points(shape, n_input, n_query, rng)
+        pins.append(pin)
+        qs.append(q)
+        labs.append(lab)
+        props.append(torch.from_numpy(shape.proposals))
+    return (torch.from_numpy(np.stack(pins)), torch.from_numpy(np.stack(qs)),
+            torch.from_numpy(np.stack(labs)), props)
+
+
+def resolve_train_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_at(opts: TrainOptions, step: int, elapsed: float) -> float:
+    """Linear warm-up, then cosine decay over the planned length (steps or minutes)."""
+    if step < opts.warmup:
+        return opts.lr * (step + 1) / opts.warmup
+    progress = 0.0
+    if opts.steps:
+        progress = max(progress, step / max(opts.steps, 1))
+    if opts.minutes:
+        progress = max(progress, elapsed / (opts.minutes * 60.0))
+    progress = min(progress, 1.0)
+    f = opts.min_lr_fraction + (1 - opts.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+    return opts.lr * f
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def export_compact(net: PartFieldNet, path, metadata: dict) -> Path:
+    from ..checkpoint import save_compact
+
+    meta = {"name": net.config.name, "licence": LICENCE, **metadata}
+    return save_compact(path, net.state_dict(), net.config, meta)
+
+
+def load_training_checkpoint(path, device="cpu"):
+    """(network, temperature, checkpoint dict) from a run's checkpoint.pt."""
+    ck = torch.load(path, map_location=device, weights_only=False)
+    cfg = PartFieldConfig.from_dict(ck["config"])
+    net = PartFieldNet(cfg)
+    net.load_state_dict(ck["model"])
+    temp = Temperature()
+    temp.load_state_dict(ck["temperature"])
+    return net, temp, ck
+
+
+class Trainer:
+    def __init__(self, opts: TrainOptions, log=print):
+        self.opts = opts
+        self.log = log
+        self.out = Path(opts.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.device = resolve_train_device(opts.device)
+        if self.device.type == "cpu" and opts.threads:
+            torch.set_num_threads(int(opts.threads))
+        self.cfg = CONFIGS[opts.config]()
+        self.n_input = opts.n_input or self.cfg.num_points
+        torch.manual_seed(opts.seed)
+        self.net = PartFieldNet(self.cfg).to(self.device)
+        self.temp = Temperature(opts.loss.initial_temperature).to(self.device)
+        params = list(self.net.parameters()) + list(self.temp.parameters())
+        self.optim = torch.optim.Adam(params, lr=opts.lr)
+        self.step = 0
+        self.elapsed = 0.0
+        self.history: list = []
+        ck_path = self.out / "checkpoint.pt"
+        if opts.resume and ck_path.exists():
+            ck = torch.load(ck_path, map_location=self.device, weights_only=False)
+            if ck["config"] != self.cfg.to_dict():
+                raise ValueError("the checkpoint's network config differs from --config")
+            self.net.load_state_dict(ck["model"])
+            self.temp.load_state_dict(ck["temperature"])
+            self.optim.load_state_dict(ck["optimizer"])
+            self.step = int(ck["step"])
+            self.elapsed = float(ck["elapsed"])
+            self.history = list(ck.get("history", []))
+            self.log(f"resumed from {ck_path} at step {self.step} ({self.elapsed / 60:.1f} min trained)")
+        (self.out / "options.json").write_text(json.dumps(opts.to_dict(), indent=2))
+
+    def loss_on(self, batch, generator=None):
+        pins, qs, labs, props = batch
+        pins, qs, labs = pins.to(self.device), qs.to(self.device), labs.to(self.device)
+        planes = self.net.encode(pins)
+        feats = self.net.decode(planes, qs)
+        tau = self.temp()
+        losses, top1 = [], []
+        for b in range(feats.shape[0]):
+            loss, st = part_contrastive_loss(feats[b], qs[b], labs[b], props[b], tau, self.opts.loss, generator)
+            if st["proposals"]:
+                losses.append(loss)
+                top1.append(st["top1"])
+        if not losses:
+            return feats.sum() * 0.0, 0.0
+        return torch.stack(losses).mean(), float(np.mean(top1))
+
+    def train_step(self) -> dict:
+        o = self.opts
+        t0 = time.perf_counter()
+        batch = make_batch(o.seed, self.step, o.batch, self.n_input, o.n_query)
+        t_data = time.perf_counter() - t0
+        gen = torch.Generator(device="cpu")
+        gen.manual_seed(o.seed * 1_000_003 + self.step)
+        lr = lr_at(o, self.step, self.elapsed)
+        for g in self.optim.param_groups:
+            g["lr"] = lr
+        self.net.train()
+        loss, top1 = self.loss_on(batch, gen)
+        self.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        if o.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), o.grad_clip)
+        self.optim.step()
+        dt = time.perf_counter() - t0
+        self.elapsed += dt
+        self.step += 1
+        return {"step": self.step, "loss": float(loss.detach()), "top1": top1, "tau": float(self.temp().detach()),
+                "lr": lr, "sec": dt, "data_sec": t_data, "elapsed_min": self.elapsed / 60}
+
+    def save(self) -> None:
+        ck = {
+            "model": self.net.state_dict(),
+            "temperature": self.temp.state_dict(),
+            "optimizer": self.optim.state_dict(),
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "config": self.cfg.to_dict(),
+            "options": self.opts.to_dict(),
+            "history": self.history,
+        }
+        _atomic_save(ck, self.out / "checkpoint.pt")
+        export_compact(self.net, self.out / "model.safetensors", self.metadata())
+
+    def metadata(self) -> dict:
+        o = self.opts
+        return {
+            "training_steps": self.step,
+            "training_minutes": round(self.elapsed / 60, 2),
+            "training_seed": o.seed,
+            "training_recipe": {"batch": o.batch, "n_input": self.n_input, "n_query": o.n_query, "lr": o.lr,
+                                "loss": dataclasses.asdict(o.loss), "data": "model_runtime.training.procedural"},
+            "temperature": float(self.temp().detach()),
+        }
+
+    def done(self) -> bool:
+        o = self.opts
+        if o.steps is not None and self.step >= o.steps:
+            return True
+        if o.minutes is not None and self.elapsed >= o.minutes * 60:
+            return True
+        return False
+
+    def run(self) -> dict:
+        o = self.opts
+        if o.steps is None and o.minutes is None:
+            raise ValueError("give --steps or --minutes")
+        last_ck = time.monotonic()
+        logf = open(self.out / "log.jsonl", "a")
+        window = []
+        try:
+            while not self.done():
+                rec = self.train_step()
+                window.append(rec)
+                if self.step % o.log_every == 0 or self.done():
+                    agg = {k: float(np.mean([r[k] for r in window])) for k in ("loss", "top1", "sec", "data_sec")}
+                    line = {**rec, **{f"mean_{k}": v for k, v in agg.items()}}
+                    self.history.append({"step": self.step, "loss": agg["loss"], "top1": agg["top1"]})
+                    logf.write(json.dumps(line) + "\n")
+                    logf.flush()
+                    self.log(f"step {self.step:6d}  loss {agg['loss']:.4f}  top1 {agg['top1']:.3f}  "
+                             f"tau {rec['tau']:.4f}  lr {rec['lr']:.2e}  {agg['sec']:.2f}s/step "
+                             f"(data {agg['data_sec']:.2f}s)  {rec['elapsed_min']:.1f} min")
+                    window = []
+                if time.monotonic() - last_ck >= o.checkpoint_minutes * 60:
+                    self.save()
+                    last_ck = time.monotonic()
+                    self.log(f"checkpoint at step {self.step}")
+            self.save()
+            self.log(f"done: step {self.step}, {self.elapsed / 60:.1f} min; checkpoint in {self.out}")
+        finally:
+            logf.close()
+        return {"step": self.step, "elapsed_min": self.elapsed / 60}

@@ -1,0 +1,188 @@
+"""Training code: procedural data, surface nets, contrastive loss, a short real training run,
+checkpoint/resume, and the evaluation metric and baselines."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from model_runtime.training import evaluation as ev
+from model_runtime.training.loss import LossConfig, Temperature, part_contrastive_loss
+from model_runtime.training.procedural import make_shape, sample_points
+from model_runtime.training.shapes import CATEGORIES
+from model_runtime.training.surface_nets import signed_volume, surface_nets
+from model_runtime.training.trainer import Trainer, TrainOptions, make_batch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _edge_counts(f):
+    e = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), 1)
+    return np.unique(np.unique(e, axis=0, return_counts=True)[1])
+
+
+def test_surface_nets_sphere_is_closed_and_outward():
+    g = np.linspace(-1.3, 1.3, 41)
+    x = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1)
+    v, f = surface_nets(np.linalg.norm(x, axis=-1) - 1.0, np.full(3, -1.3), g[1] - g[0])
+    assert _edge_counts(f).tolist() == [2]  # closed 2-manifold edges
+    assert abs(signed_volume(v, f) - 4 / 3 * np.pi) < 0.05 * 4 / 3 * np.pi  # outward, right size
+    assert np.abs(np.linalg.norm(v, axis=1) - 1).max() < 0.02
+
+
+@pytest.mark.parametrize("category", sorted(CATEGORIES))
+def test_every_category_is_deterministic_and_labelled(category):
+    a = make_shape(123, category)
+    b = make_shape(123, category)
+    c = make_shape(124, category)
+    assert np.array_equal(a.vertices, b.vertices) and np.array_equal(a.face_leaf, b.face_leaf)
+    assert a.vertices.shape != c.vertices.shape or not np.allclose(a.vertices, c.vertices)
+    assert np.isfinite(a.vertices).all() and len(a.faces) > 20
+    assert a.faces.min() >= 0 and a.faces.max() < len(a.vertices)
+    assert a.face_leaf.min() >= 0 and a.face_leaf.max() < a.n_leaves
+    # Proposals: every leaf alone first, then groups; no proposal is the whole object.
+    props = a.proposals
+    assert props.shape[1] == a.n_leaves >= 2
+    assert np.array_equal(props[: a.n_leaves], np.eye(a.n_leaves, dtype=bool))
+    assert (props.sum(1) < a.n_leaves).all()
+    pin, q, lab = sample_points(a, 512, 256, np.random.default_rng(0))
+    assert pin.shape == (512, 3) and q.shape == (256, 3) and lab.shape == (256,)
+    assert np.abs(pin).max() <= 0.9 + 1e-5  # the runtime's normalised frame
+    lo, hi = pin.min(0), pin.max(0)
+    assert np.isclose((hi - lo).max(), 1.8, atol=0.1)
+
+
+def test_mix_has_welded_and_loose_meshes_with_hierarchy():
+    shapes = [make_shape(s) for s in range(40)]
+    welded = [s.welded for s in shapes]
+    assert 0.2 < np.mean(welded) < 0.8
+    assert len({s.category for s in shapes}) >= 10
+    # Some shapes have at least three levels (leaf < group < bigger group).
+    def depth(s):
+        sizes = sorted(set(s.proposals.sum(1).tolist()))
+        return len(sizes)
+    assert max(depth(s) for s in shapes) >= 3
+    # Welded organic shapes: one connected surface, several parts.
+    org = make_shape(5, "character")
+    assert org.welded and len(np.unique(org.face_leaf)) >= 5
+
+
+def test_loss_prefers_part_aligned_features():
+    torch.manual_seed(0)
+    q = torch.rand(600, 3)
+    labels = (q[:, 0] > 0.5).long() + 2 * (q[:, 1] > 0.5).long()  # 4 leaves
+    props = torch.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 0, 0]], dtype=torch.bool)
+    tau = Temperature(0.1)()
+    good = torch.nn.functional.one_hot(labels, 4).float() + 0.05 * torch.randn(600, 4)
+    bad = torch.randn(600, 4)
+    g = torch.Generator().manual_seed(0)
+    lg, st = part_contrastive_loss(good, q, labels, props, tau, LossConfig(), g)
+    lb, _ = part_contrastive_loss(bad, q, labels, props, tau, LossConfig(), torch.Generator().manual_seed(0))
+    assert st["proposals"] == 5 and lg < lb
+    assert torch.isfinite(lg)
+
+
+def _tiny_opts(tmp_path, **kw):
+    return TrainOptions(out=str(tmp_path), config="tiny", batch=2, n_input=1024, n_query=384, lr=3e-3,
+                        warmup=1, checkpoint_minutes=1e9, log_every=1000,
+                        loss=LossConfig(proposals_per_shape=4, pairs_per_proposal=16, uniform_negatives=16,
+                                        spatial_negatives=16, feature_negatives=16, spatial_pool=32), **kw)
+
+
+def test_short_training_lowers_the_loss(tmp_path):
+    """A few real optimiser steps on a tiny network: the loss on a fixed batch falls."""
+    trainer = Trainer(_tiny_opts(tmp_path, steps=30), log=lambda s: None)
+    fixed = make_batch(999, 0, 2, 1024, 384)
+
+    def fixed_loss():
+        with torch.no_grad():
+            trainer.net.eval()
+            loss, _ = trainer.loss_on(fixed, torch.Generator().manual_seed(1))
+        return float(loss)
+
+    before = fixed_loss()
+    # Train on the fixed batch and on fresh shapes alternately.
+    for i in range(30):
+        trainer.net.train()
+        loss, _ = trainer.loss_on(fixed if i % 2 == 0 else make_batch(7, i, 2, 1024, 384),
+                                  torch.Generator().manual_seed(i))
+        trainer.optim.zero_grad()
+        loss.backward()
+        trainer.optim.step()
+    after = fixed_loss()
+    assert after < before - 0.1, (before, after)
+
+
+def test_checkpoint_resume_continues_the_same_run(tmp_path):
+    straight = Trainer(_tiny_opts(tmp_path / "a", steps=3), log=lambda s: None)
+    straight.run()
+    # Same planned run, interrupted after two steps (the last checkpoint is kept).
+    first = Trainer(_tiny_opts(tmp_path / "b", steps=3), log=lambda s: None)
+    first.train_step()
+    first.train_step()
+    first.save()
+    del first
+    assert (tmp_path / "b" / "checkpoint.pt").exists() and (tmp_path / "b" / "model.safetensors").exists()
+    resumed = Trainer(_tiny_opts(tmp_path / "b", steps=3, resume=True), log=lambda s: None)
+    assert resumed.step == 2
+    resumed.run()
+    assert resumed.step == 3
+    for (k, a), (_, b) in zip(straight.net.state_dict().items(), resumed.net.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-5), k
+
+
+def test_exported_model_loads_in_the_runtime(tmp_path):
+    from model_runtime.field_model import FieldModel
+
+    t = Trainer(_tiny_opts(tmp_path, steps=1), log=lambda s: None)
+    t.run()
+    m = FieldModel.load(tmp_path / "model.safetensors", device="cpu", precision="fp32")
+    assert m.config.name == "partfield-tiny"
+    assert "GPL-3.0-or-later" in m.describe()["licence"]
+    pts = np.random.default_rng(0).uniform(-0.9, 0.9, (600, 3)).astype(np.float32)
+    feats = m.decode(m.encode(pts), pts[:50])
+    with torch.no_grad():
+        ref = t.net.eval()(torch.from_numpy(pts)[None], torch.from_numpy(pts[:50])[None])[0].numpy()
+    assert feats.shape == (50, m.config.feature_dim)
+    assert np.allclose(feats, ref, atol=2e-2 * np.abs(ref).max())  # fp16 storage
+
+
+def test_part_miou_metric():
+    gt = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    assert ev.part_miou(gt, gt + 5) == 1.0
+    one = ev.part_miou(gt, np.zeros(8, int))
+    assert np.isclose(one, np.mean([4 / 8, 2 / 8, 2 / 8]))
+    # Over-segmentation: part 0 split in two halves -> its best IoU is 0.5.
+    assert np.isclose(ev.part_miou(gt, np.array([0, 0, 3, 3, 1, 1, 2, 2])), np.mean([0.5, 1, 1]))
+
+
+def test_baselines_on_a_procedural_table():
+    shapes = ev.procedural_set(1, categories=["table", "robot"])
+    res = ev.evaluate(shapes, ev.baseline_methods())
+    summary = ev.summarise(shapes, res["scores"])
+    assert set(summary) == {"one_part", "ward_posnormal", "spectral"}
+    for name in ("ward_posnormal", "spectral"):
+        assert summary[name]["best_of_k"] > summary["one_part"]["best_of_k"] + 0.2
+    assert 2 <= summary["spectral"]["fixed_k"] <= 20
+
+
+def test_read_coseg(coseg_dir):
+    shapes = ev.load_coseg(coseg_dir)
+    assert len(shapes) == 28
+    assert {s.category for s in shapes} == {"chairs", "tele-aliens"}
+    for s in shapes:
+        assert len(s.labels) == len(s.faces) and s.labels.min() >= 1
+
+
+def test_tiny_config_is_a_valid_family_member():
+    from model_runtime.training.trainer import tiny_config
+
+    cfg = tiny_config()
+    cfg.validate()
+    assert dataclasses.replace(cfg).feature_dim == 32
