@@ -45,7 +45,10 @@ def _result_to_bytes(result) -> bytes:
     fd, path = tempfile.mkstemp(suffix=".npz", prefix="partfield_")
     os.close(fd)
     try:
-        result.save(path)
+        try:
+            result.save(path, features_fp16=True)  # halves what the .blend carries
+        except TypeError:
+            result.save(path)
         with open(path, "rb") as f:
             return f.read()
     finally:
