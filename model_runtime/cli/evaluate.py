@@ -30,7 +30,9 @@ def add_parser(subparsers, help_line: str) -> None:
     p.add_argument("--methods", default=",".join(ALL_METHODS),
                    help=f"comma-separated subset of {','.join(ALL_METHODS)}")
     p.add_argument("--points", type=int, help="input points per shape (default: the model's num_points)")
-    p.add_argument("--face-samples", type=int, default=4, help="field samples averaged per face")
+    p.add_argument("--face-method", default="quadrature", choices=["quadrature", "random"],
+                   help="per-face feature: the runtime's texel quadrature (default) or random samples")
+    p.add_argument("--face-samples", type=int, default=4, help="random samples per face (--face-method random)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--limit", type=int, help="evaluate only the first N shapes of each dataset")
@@ -58,12 +60,14 @@ def _methods(args, log):
         cfg = model.config
         info["model"] = model.describe()
         info["model"]["metadata"] = {k: v for k, v in model.metadata.items() if k != "partfield_config"}
-        methods.append(ev.model_method("model", model, args.points or cfg.num_points, args.face_samples))
+        methods.append(ev.model_method("model", model, args.points or cfg.num_points, args.face_samples,
+                                       args.face_method))
     if "untrained" in wanted:
         torch.manual_seed(0)
         net = PartFieldNet(cfg)
         control = FieldModel(net, torch.device(args.device), torch.float32, "untrained (random init, seed 0)")
-        methods.append(ev.model_method("untrained", control, args.points or cfg.num_points, args.face_samples))
+        methods.append(ev.model_method("untrained", control, args.points or cfg.num_points, args.face_samples,
+                                       args.face_method))
     for m in ev.baseline_methods():
         if m.name in wanted:
             methods.append(m)
@@ -102,7 +106,7 @@ def run(args) -> int:
 
 def _argv(args) -> list:
     out = []
-    for key in ("checkpoint", "dataset", "per_category", "methods", "points", "face_samples", "limit"):
+    for key in ("checkpoint", "dataset", "per_category", "methods", "points", "face_method", "limit"):
         v = getattr(args, key, None)
         if v is not None:
             out.append(f"--{key.replace('_', '-')} {v}")

@@ -123,16 +123,25 @@ def face_geometry(v: np.ndarray, f: np.ndarray):
 
 
 def network_face_features(model, v: np.ndarray, f: np.ndarray, n_points: int, face_samples: int = 4,
-                          seed: int = 0) -> np.ndarray:
-    """(T, F) mean of the field at `face_samples` random points of each face.
+                          seed: int = 0, method: str = "quadrature") -> np.ndarray:
+    """(T, F) per-face mean of the field, as the runtime computes it.
 
-    `model` is a `FieldModel`; the mesh is normalised like the runtime does it.
+    `model` is a `FieldModel`; the mesh is normalised like the runtime does it and
+    `n_points` area-weighted samples are encoded. `method`: "quadrature" (the runtime's
+    texel-aware average, `face_features.polygon_features`) or "random" (`face_samples`
+    uniform random points per face).
     """
     centre, scale = normalisation(v)
     vn = (v - centre) * scale
     rng = np.random.default_rng(seed)
     pts, _ = sample_surface(vn, f, n_points, rng)
     planes = model.encode(pts.astype(np.float32))
+    if method == "quadrature":
+        from ..face_features import polygon_features
+
+        mesh = MeshArrays.from_triangles(vn, f)
+        return polygon_features(mesh, lambda q: model.decode(planes, q), vertices=vn, method="quadrature",
+                                plane_resolution=model.config.plane_resolution)
     t = len(f)
     r1 = np.sqrt(rng.random((t, face_samples, 1)))
     r2 = rng.random((t, face_samples, 1))
@@ -203,8 +212,9 @@ class Method:
         self.normalize = normalize
 
 
-def model_method(name: str, model, n_points: int, face_samples: int = 4) -> Method:
-    return Method(name, lambda s, conn: network_face_features(model, s.vertices, s.faces, n_points, face_samples))
+def model_method(name: str, model, n_points: int, face_samples: int = 4, face_method: str = "quadrature") -> Method:
+    return Method(name, lambda s, conn: network_face_features(model, s.vertices, s.faces, n_points, face_samples,
+                                                              method=face_method))
 
 
 def baseline_methods() -> list[Method]:
