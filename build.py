@@ -356,56 +356,76 @@ def check_torch_flavour(wheel: Wheel, target: Target, torch: str) -> None:
                          "PyPI's CUDA build (pulls several GB of nvidia-* wheels)")
 
 
+def _find_or_fetch(req, name, target, python, torch, wheel_dir, cache_dir, dirs, tags, needed_by) -> Wheel:
+    wheel = find_wheel(dirs, req, tags)
+    hint = f" ({TORCH_HINTS[target.platform]})" if name == "torch" and target.platform in TORCH_HINTS else ""
+    if wheel is None and wheel_dir is None:
+        index = TORCH_INDEX.get((target.platform, torch)) if name == "torch" else None
+        try:
+            pip_download(str(req), target, python, cache_dir, index)
+        except BuildError as ex:
+            raise BuildError(f"{ex}{hint}") from None
+        wheel = find_wheel(dirs, req, tags)
+    if wheel is None:
+        where = f"in --wheel-dir {wheel_dir}" if wheel_dir else f"after pip download into {cache_dir}"
+        raise BuildError(f"missing wheel: {req} for {target.platform} / CPython {python} {where} "
+                         f"(needed by {needed_by}){hint}")
+    if name == "torch":
+        check_torch_flavour(wheel, target, torch)
+    return wheel
+
+
 def collect_wheels(target: Target, python: str, torch: str, wheel_dir: Path | None,
-                   cache_dir: Path) -> list[Wheel]:
+                   cache_dir: Path, roots: list[str] | None = None) -> list[Wheel]:
     """Resolve the bundle's dependency closure for the target and return its wheels.
 
-    With `wheel_dir` (offline) only that folder is searched; otherwise `cache_dir` is searched
-    and missing wheels are downloaded into it.
+    Requirements are followed through each wheel's Requires-Dist, with markers evaluated for
+    the target (not this machine) and requested extras honoured. With `wheel_dir` (offline)
+    only that folder is searched; otherwise `cache_dir` is searched and missing wheels are
+    downloaded into it. `roots` replaces the default top-level requirements (tests).
     """
     tags = supported_tags(target, python)
     env = marker_env(target, python)
     dirs = [wheel_dir] if wheel_dir else [cache_dir]
     if wheel_dir is None:
         cache_dir.mkdir(parents=True, exist_ok=True)
-    queue = [torch_requirement(target, torch)] + [f"{n}=={BUNDLE_PINS[n]}" for n in ROOT_REQUIREMENTS[1:]]
+    queue = list(roots) if roots is not None else (
+        [torch_requirement(target, torch)] + [f"{n}=={BUNDLE_PINS[n]}" for n in ROOT_REQUIREMENTS[1:]])
     chosen: dict[str, Wheel] = {}
+    done_extras: dict[str, set] = {}
     wanted_by: dict[str, str] = {}
     while queue:
         req = pk_requirements.Requirement(queue.pop(0))
         name = pk_utils.canonicalize_name(req.name)
         if name in NOT_BUNDLED:
             continue
+        extras = set(req.extras)
         if name in BUNDLE_PINS and name != "torch":
             req = pk_requirements.Requirement(f"{name}=={BUNDLE_PINS[name]}")
         if name in chosen:
             if not req.specifier.contains(chosen[name].version, prereleases=True):
                 raise BuildError(f"version conflict: {chosen[name].filename} does not satisfy {req} "
                                  f"(required by {wanted_by.get(name, '?')})")
-            continue
-        wheel = find_wheel(dirs, req, tags)
-        hint = f" ({TORCH_HINTS[target.platform]})" if name == "torch" and target.platform in TORCH_HINTS else ""
-        if wheel is None and wheel_dir is None:
-            try:
-                pip_download(str(req), target, python, cache_dir, TORCH_INDEX.get((target.platform, torch))
-                             if name == "torch" else None)
-            except BuildError as ex:
-                raise BuildError(f"{ex}{hint}") from None
-            wheel = find_wheel(dirs, req, tags)
-        if wheel is None:
-            where = f"in --wheel-dir {wheel_dir}" if wheel_dir else f"after pip download into {cache_dir}"
-            raise BuildError(f"missing wheel: {req} for {target.platform} / CPython {python} {where} "
-                             f"(needed by {wanted_by.get(name, 'the extension')}){hint}")
-        if name == "torch":
-            check_torch_flavour(wheel, target, torch)
-        chosen[name] = wheel
-        for dep in wheel_requires(wheel.path):
-            dreq = pk_requirements.Requirement(dep)
-            if dreq.marker is not None and not dreq.marker.evaluate(env):
-                continue
-            dname = pk_utils.canonicalize_name(dreq.name)
-            wanted_by.setdefault(dname, wheel.filename)
-            queue.append(dep.split(";")[0].strip())
+            pending = extras - done_extras[name]
+        else:
+            chosen[name] = _find_or_fetch(req, name, target, python, torch, wheel_dir, cache_dir, dirs, tags,
+                                          wanted_by.get(name, "the extension"))
+            done_extras[name] = set()
+            pending = {""} | extras
+        for extra in sorted(pending):  # "" = the unconditional requirements
+            done_extras[name].add(extra)
+            for dep in wheel_requires(chosen[name].path):
+                dreq = pk_requirements.Requirement(dep)
+                if dreq.marker is not None:
+                    if not dreq.marker.evaluate({**env, "extra": extra}):
+                        continue
+                    if extra and dreq.marker.evaluate({**env, "extra": ""}):
+                        continue  # a base requirement, queued with extra ""
+                elif extra:
+                    continue
+                dreq.marker = None
+                wanted_by.setdefault(pk_utils.canonicalize_name(dreq.name), chosen[name].filename)
+                queue.append(str(dreq))
     return list(chosen.values())
 
 

@@ -166,6 +166,38 @@ def test_wheel_lookup_respects_platform_and_python(tmp_path):
     assert build.find_wheel([tmp_path], Requirement("jinja2==3.1.7"), win311) is None
 
 
+def _fake_wheel(folder: Path, filename: str, requires: list[str]) -> None:
+    name, version = filename.split("-")[:2]
+    meta = "Metadata-Version: 2.1\nName: {}\nVersion: {}\n{}".format(
+        name, version, "".join(f"Requires-Dist: {r}\n" for r in requires))
+    with zipfile.ZipFile(folder / filename, "w") as zf:
+        zf.writestr(f"{name}-{version}.dist-info/METADATA", meta)
+
+
+def test_dependency_closure_uses_target_markers_and_extras(tmp_path):
+    """Markers are evaluated for the target platform/Python (not this machine); extras count."""
+    _fake_wheel(tmp_path, "alpha-1.0-py3-none-any.whl", [
+        'beta[fast]==2.0; platform_system == "Windows"',
+        'gamma; sys_platform == "linux"',
+        'numpy>=1.26',  # Blender's own: never bundled
+        'delta; python_version >= "3.13"',
+        'epsilon; extra == "docs"',
+    ])
+    _fake_wheel(tmp_path, "beta-2.0-cp311-cp311-win_amd64.whl", ['zeta; extra == "fast"', 'eta; extra == "slow"'])
+    for fn in ("gamma-1.0-py3-none-any.whl", "delta-1.0-py3-none-any.whl", "epsilon-1.0-py3-none-any.whl",
+               "zeta-1.0-py3-none-any.whl", "eta-1.0-py3-none-any.whl"):
+        _fake_wheel(tmp_path, fn, [])
+
+    def closure(platform, python):
+        wheels = build.collect_wheels(build.TARGETS[platform], python, "cpu", tmp_path, tmp_path, roots=["alpha"])
+        return sorted(w.name for w in wheels)
+
+    assert closure("windows-x64", "3.11") == ["alpha", "beta", "zeta"]
+    assert closure("linux-x64", "3.13") == ["alpha", "delta", "gamma"]
+    with pytest.raises(build.BuildError, match=r"missing wheel: beta\[fast\]==2.0 for windows-x64 / CPython 3.13"):
+        closure("windows-x64", "3.13")  # beta only has a cp311 wheel
+
+
 def test_runtime_wheel_ships_code_and_default_model_only(tmp_path):
     """pyproject.toml + the staged copy: code, the small model and its card; nothing else."""
     rt = runtime_copy(tmp_path / "src")
