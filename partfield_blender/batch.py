@@ -204,7 +204,14 @@ def enable_io_addons() -> None:
 # ---------------------------------------------------------------------------- reading inputs
 def load_scene(bpy, path: Path) -> None:
     """Replace the current scene with the contents of `path` (a fresh, empty scene for
-    imported formats; the file itself for .blend). Raises with a readable reason."""
+    imported formats; the file itself for .blend). Raises InputProblem with a readable reason."""
+    try:
+        _load_scene(bpy, path)
+    except (RuntimeError, ValueError, OSError, UnicodeDecodeError) as exc:
+        raise InputProblem(f"cannot read {path.suffix.lower().lstrip('.')} file: {_message(exc)}") from exc
+
+
+def _load_scene(bpy, path: Path) -> None:
     ext = path.suffix.lower()
     p = str(path)
     if ext == ".blend":
@@ -257,16 +264,20 @@ def pick_objects(bpy, pattern: str):
     if not picked:
         if not meshes:
             others = sorted({o.type.lower() for o in bpy.context.scene.objects})
-            raise ValueError("no mesh objects in the file"
+            raise InputProblem("no mesh objects in the file"
                              + (f" (only {', '.join(others)})" if others else ""))
         if not chosen:
-            raise ValueError(f"no mesh object matches --objects {pattern!r} "
+            raise InputProblem(f"no mesh object matches --objects {pattern!r} "
                              f"(have: {', '.join(o.name for o in meshes[:8])})")
-        raise ValueError("no mesh object with faces (only loose vertices/edges)")
+        raise InputProblem("no mesh object with faces (only loose vertices/edges)")
     return picked
 
 
 # ---------------------------------------------------------------------------- compute + write
+class InputProblem(Exception):
+    """An input that cannot be segmented; the message is the whole reason."""
+
+
 class FatalError(RuntimeError):
     """A problem no later input can escape (the model does not load): the run stops."""
 
@@ -465,7 +476,10 @@ def run(argv=None) -> int:
     bpy = import_bpy()
     addon = enable_addon()
     enable_io_addons()
-    rt = Runtime(settings, addon)
+    try:
+        rt = Runtime(settings, addon)
+    except ValueError as exc:  # an unknown --set option
+        parser.error(str(exc))
 
     summary = plan.Summary(settings.summary, run={
         "tool": "partfield_blender/batch.py", "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -488,7 +502,7 @@ def run(argv=None) -> int:
         marker = plan.done_marker_path(settings.output, item.key)
         try:
             if item.error:
-                raise ValueError(item.error)
+                raise InputProblem(item.error)
             signature = plan.input_signature(item.path)
             fingerprint = settings.fingerprint_for(item.key)
             expected = plan.output_paths(settings.output, item.key, settings.parts, settings.exports)
@@ -539,12 +553,22 @@ def run(argv=None) -> int:
     return 1 if c["failed"] else 0
 
 
+def _message(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[len("Error: "):] if text.startswith("Error: ") else text
+
+
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().replace("\n", " ")
-    if text.startswith("Error: "):
-        text = text[len("Error: "):]
-    name = type(exc).__name__
-    return f"{name}: {text}" if text else name
+    """One line for the summary: our own and model_runtime's messages as they are, anything
+    unexpected with its exception type."""
+    text = _message(exc)
+    try:
+        from model_runtime.errors import PartFieldError
+    except ImportError:  # pragma: no cover
+        PartFieldError = ()
+    if isinstance(exc, (InputProblem, FatalError)) or (PartFieldError and isinstance(exc, PartFieldError)):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def main(argv=None) -> int:
