@@ -25,8 +25,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-import build  # noqa: E402  (build.py at the repo root)
+# build.py at the repo root, under a name that cannot clash with PyPA's `build` package.
+_spec = importlib.util.spec_from_file_location("partfield_build_script", REPO / "build.py")
+build = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = build
+_spec.loader.exec_module(build)
 
 TORCH_WHEEL = Path("/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl")
 DEFAULT_MODEL = REPO / "model_runtime" / "weights" / build.DEFAULT_MODEL
@@ -56,6 +59,8 @@ def test_source_manifest_is_valid_for_blender():
     data, _text = build.read_manifest(build.SOURCE_MANIFEST, blender_ext)
     assert data["type"] == "add-on" and data["schema_version"] == "1.0.0"
     assert data["blender_version_min"] == "4.2.0"
+    runtime_init = (REPO / "model_runtime" / "__init__.py").read_text()
+    assert f'__version__ = "{data["version"]}"' in runtime_init  # extension and runtime versions agree
     assert data["license"] == ["SPDX:GPL-3.0-or-later"]
     assert set(data["permissions"]) == {"files", "network"}
     excludes = data["build"]["paths_exclude_pattern"]
