@@ -81,6 +81,26 @@ def main():
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
+        if args.config == "released" and dtype == torch.float32 and dev.type == "cpu":
+            # The original's work: PVConv blocks 1-3 and the SDF channels are computed too,
+            # and decoding is three grid_sample calls. Same machine, same run.
+            net = model.network
+            x = torch.from_numpy(pts)[None]
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                enc = net.pvcnn.pc_encoder
+                f0 = torch.cat([x, 2 * x, torch.zeros_like(x[..., :2])], -1).transpose(1, 2).contiguous()
+                f = enc.encoder[0](f0, x)
+                for block in enc.encoder[1:]:
+                    f = block(f, x)
+                full = net.triplane_transformer(net.pvcnn(x), field_only=False)
+            row_orig = {"forward_s": time.perf_counter() - t0}
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                nq = min(len(queries), 200_000)
+                net.decode(full[:, :, net.config.sdf_channels:], torch.from_numpy(queries[:nq])[None])
+            row_orig["decode_s_per_million"] = (time.perf_counter() - t0) * 1e6 / nq
+            print(json.dumps({"original_work_fp32": row_orig}), flush=True)
         t0 = time.perf_counter()
         feats = model.decode(tri, queries)
         if dev.type == "cuda":
@@ -114,7 +134,9 @@ def run_all(args):
                    "--threads", str(args.threads), "--device", args.device, "--config", args.config,
                    "--repeats", str(args.repeats), "--precision", prec, "--save-features", out]
             res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            rows.update(json.loads(res.stdout.strip().splitlines()[-1]))
+            for line in res.stdout.strip().splitlines():
+                if line.startswith("{"):
+                    rows.update(json.loads(line))
             feats[prec] = np.load(out)
     a = feats["fp32"]
     for prec in precisions[1:]:
