@@ -330,6 +330,8 @@ def test_SLOW_zip_is_valid_and_holds_the_bundle(built_zip):
             inner_names = inner.namelist()
             bundled_model = inner.read(f"model_runtime/weights/{build.DEFAULT_MODEL}")
     assert manifest["platforms"] == ["linux-x64"]
+    # What Blender reads from the wheels to refuse the zip in a Blender with another Python.
+    assert build.load_blender_ext(blender_ext).python_versions_from_wheels(manifest["wheels"]) == {(3, 11)}
     wheel_names = sorted(w.rsplit("/", 1)[1] for w in manifest["wheels"])
     assert sorted(n[len("wheels/"):] for n in names if n.startswith("wheels/")) == wheel_names
     projects = {w.split("-")[0].lower() for w in wheel_names}
