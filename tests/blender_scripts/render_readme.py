@@ -23,14 +23,12 @@ from mathutils import Vector  # noqa: E402
 
 
 def chair(name="Chair"):
-    """A chair: seat, backrest with two posts and a rail, four legs (boxes)."""
+    """A chair: seat, two front legs, two back legs rising into the backrest posts, a back rail."""
     parts = [((0, 0, 0.5), (1.0, 1.0, 0.1))]  # seat
     for sx in (-1, 1):
-        for sy in (-1, 1):
-            parts.append(((sx * 0.42, sy * 0.42, 0.225), (0.09, 0.09, 0.45)))  # legs
-    for sx in (-1, 1):
-        parts.append(((sx * 0.42, 0.45, 0.95), (0.09, 0.09, 0.8)))  # back posts
-    parts.append(((0, 0.45, 1.2), (0.75, 0.07, 0.3)))  # back rail
+        parts.append(((sx * 0.42, -0.42, 0.225), (0.09, 0.09, 0.45)))  # front legs
+        parts.append(((sx * 0.42, 0.42, 0.675), (0.09, 0.09, 1.35)))  # back legs + posts
+    parts.append(((0, 0.42, 1.15), (0.75, 0.07, 0.35)))  # back rail
     return H.mesh_from_parts(name, parts, materials=False, extras=False)
 
 
