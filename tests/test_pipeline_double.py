@@ -19,12 +19,12 @@ class _Config:
     feature_dim: int = 16
 
 
-def smooth_planes(resolution=64, channels=16, seed=0, smoothness=6):
+def smooth_planes(resolution=64, channels=16, seed=0, smoothness=6, noise=0.05):
     """(3, C, R, R) float32 random planes, low-pass filtered (features vary over a few texels)."""
     g = torch.Generator().manual_seed(seed)
     coarse = torch.randn(3, channels, max(2, resolution // smoothness), max(2, resolution // smoothness), generator=g)
     planes = F.interpolate(coarse, size=(resolution, resolution), mode="bicubic", align_corners=True)
-    return planes + 0.05 * torch.randn(3, channels, resolution, resolution, generator=g)
+    return planes + noise * torch.randn(3, channels, resolution, resolution, generator=g)
 
 
 def decode_planes(planes, queries):
