@@ -8,7 +8,7 @@ API turns into a RuntimeError for script callers (the GUI shows them in the stat
 from __future__ import annotations
 
 import bpy
-from bpy.props import EnumProperty
+from bpy.props import BoolProperty, EnumProperty
 from bpy.types import Operator
 
 from . import jobs, preview, storage, writers
@@ -252,6 +252,12 @@ class PARTFIELD_OT_clear(Operator):
     bl_label = "Clear"
     bl_options = {"REGISTER", "UNDO"}
 
+    outputs: BoolProperty(
+        name="Remove Written Parts", default=False,
+        description="Also remove what Apply wrote (part vertex groups, the part face attribute and face "
+                    "sets, the part objects) and show the original object again",
+    )
+
     def execute(self, context):
         objs = [o for o in target_objects(context) if o is not None and o.type == "MESH"]
         if not objs:
@@ -263,6 +269,10 @@ class PARTFIELD_OT_clear(Operator):
         cleared = 0
         for obj in objs:
             cleared += storage.clear(obj) | preview.remove(obj)
+            if self.outputs:
+                had_attr = obj.data.attributes.get(writers.FACE_ATTRIBUTE) is not None
+                writers.remove_face_attribute(obj)
+                cleared += bool(writers.remove_vertex_groups(obj) + writers.remove_separate_objects(obj) + had_attr)
         if not any(storage.has_result(o) for o in context.scene.objects):
             preview.restore_shading(context.scene)
         if not cleared:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import bpy
 from bpy.types import Panel
 
-from . import jobs, storage
+from . import jobs, storage, writers
 from .operators import is_running, target_objects
 
 
@@ -81,6 +81,8 @@ class VIEW3D_PT_partfield(Panel):
         row = col.row(align=True)
         row.operator("partfield.apply", text="Apply", icon="CHECKMARK")
         row.operator("partfield.clear", text="Clear", icon="X")
+        if writers.parts_collection(obj) is not None or obj.get("partfield_vertex_groups"):
+            col.operator("partfield.clear", text="Remove Written Parts", icon="TRASH").outputs = True
 
 
 classes = (VIEW3D_PT_partfield,)

@@ -112,6 +112,7 @@ def read_face_attribute(obj, name: str = FACE_ATTRIBUTE) -> np.ndarray | None:
 
 
 def remove_face_attribute(obj) -> None:
+    """Remove the part face attribute and the sculpt face sets."""
     me = obj.data
     for name in (FACE_ATTRIBUTE, FACE_SET_ATTRIBUTE):
         attr = me.attributes.get(name)

@@ -290,8 +290,27 @@ def scenario_table_and_modifiers(args):
     ev.to_mesh_clear()
     ref = reference_result(tmp, args.weights)
     assert np.array_equal(stored.result.labels(5), ref.labels(5)), "evaluated labels differ"
+    # Clear with "Remove Written Parts": result, preview and every written output go, the
+    # original is shown again; the parts objects of the table go too.
+    H.activate(tbl)
+    assert bpy.ops.partfield.apply(mode="SEPARATE_OBJECTS") == {"FINISHED"}
+    assert bpy.ops.partfield.apply(mode="VERTEX_GROUPS") == {"FINISHED"}
+    assert bpy.ops.partfield.apply(mode="FACE_ATTRIBUTE") == {"FINISHED"}
+    writers = H.addon_module("writers")
+    assert writers.parts_collection(tbl) is not None and tbl.hide_get()
+    n_objects = len(bpy.data.objects)
+    H.activate(tbl)
+    bpy.context.scene.partfield.all_selected = False
+    assert bpy.ops.partfield.clear(outputs=True) == {"FINISHED"}
+    bpy.context.scene.partfield.all_selected = True
+    assert writers.parts_collection(tbl) is None and not tbl.hide_get() and not tbl.hide_render
+    assert not any(g.name.startswith("Part_") for g in tbl.vertex_groups)
+    assert tbl.data.attributes.get("partfield_part") is None and tbl.data.attributes.get(".sculpt_face_set") is None
+    assert not storage.has_result(tbl) and storage.has_result(chain)
+    assert len(bpy.data.objects) < n_objects
     # base mesh mode on the same object: face_map is None, labels per base polygon
     bpy.context.scene.partfield.use_modifiers = False
+    H.activate(sub)
     assert bpy.ops.partfield.compute() == {"FINISHED"}
     stored = storage.load(sub)
     assert stored.face_map is None
