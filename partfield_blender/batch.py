@@ -294,6 +294,7 @@ class Runtime:
         a = settings.args
         self.spec = self.jobs.ModelSpec(path=settings.checkpoint, device=a.device, options=self._option_overrides())
         self._model = None
+        self.model_info: dict = {}
 
     def _option_overrides(self) -> dict:
         """Segmentation options from --points/--seed/--set, checked and typed against the
@@ -331,8 +332,10 @@ class Runtime:
             except Exception as exc:  # every input would fail the same way: stop the run
                 raise FatalError(f"cannot load the model: {_reason(exc)}") from exc
             info = self._model.describe() if hasattr(self._model, "describe") else {}
+            self.model_info = {k: v for k, v in dict(info).items() if isinstance(v, (str, int, float, bool))}
+            self.model_info["load_seconds"] = round(time.perf_counter() - t, 3)
             print(f"model: {info.get('name', '?')} on {info.get('device', self.spec.device)} "
-                  f"({time.perf_counter() - t:.1f}s to load)", flush=True)
+                  f"({self.model_info['load_seconds']:.1f}s to load)", flush=True)
         return self._model
 
     def compute(self, bpy, obj, k_first: int):
@@ -546,6 +549,8 @@ def run(argv=None) -> int:
 
     if fatal:
         print(f"stopped: {fatal}", file=sys.stderr, flush=True)
+    if rt.model_info:
+        summary.run["model"] = rt.model_info
     summary.run["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     summary.write()
     c = summary.counts()

@@ -2,6 +2,7 @@
 module and the real model, on a folder of generated meshes in several formats plus a corrupt
 file and files without a mesh."""
 import json
+import re
 import os
 import subprocess
 import sys
@@ -335,3 +336,52 @@ def test_help_and_bad_arguments():
     proc = subprocess.run([PY, str(BATCH), "--", "x", "-o", "y", "--shard", "2/2"], capture_output=True,
                           text=True, env=_env(), timeout=60)
     assert proc.returncode == 2 and "shard" in proc.stderr
+
+
+def _complete(path: Path) -> bool:
+    """A finished file of each kind we write (a half-written one fails these checks)."""
+    data = path.read_bytes()
+    if path.name.endswith(".npy"):
+        np.load(path)
+        return True
+    if path.suffix == ".json":
+        json.loads(data)
+        return True
+    if path.suffix == ".glb":
+        return data[:4] == b"glTF" and int.from_bytes(data[8:12], "little") == len(data)
+    if path.suffix == ".blend":
+        if data[:4] == b"\x28\xb5\x2f\xfd":  # zstd (Blender's default): seekable-format footer last
+            return data[-4:] == b"\xb1\xea\x92\x8f"
+        return data[:7] == b"BLENDER" and b"ENDB" in data[-32:]
+    return True
+
+
+def test_killed_run_resumes_without_half_written_files(library, tmp_path):
+    _, lib, _ = library
+    out = tmp_path / "out"
+    cmd = [PY, str(BATCH), "--", lib, "--output", out, "--parts", "3,5", "--export", "blend,glb,labels",
+           "--device", "cpu", "--threads", "1", "--points", str(POINTS)]
+    proc = subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=_env(), cwd=REPO)
+    try:
+        for line in proc.stdout:  # kill hard as soon as the first input is finished
+            if re.match(r"\[\d+/\d+\] ok ", line):
+                break
+        proc.kill()
+    finally:
+        proc.wait(timeout=60)
+        proc.stdout.close()
+    finished = {p.name[: -len(".done.json")] for p in out.rglob("*.done.json")}
+    assert finished  # at least the first good input
+    for p in out.rglob("*"):
+        if p.is_file() and ".tmp-" not in p.name:
+            assert _complete(p), p
+    # a leftover of a killed writer next to an unfinished input is cleaned on the re-run
+    stale = out / ".table_ply_k3.glb.tmp-999999.glb"
+    stale.write_bytes(b"glTF half")
+    rerun = run_batch(lib, "--output", out, "--parts", "3,5", "--export", "blend,glb,labels")
+    assert rerun.returncode == 1
+    data, by_key = _summary(out / "summary.json")
+    assert {Path(k).name for k, r in by_key.items() if r["status"] == "skipped"} == finished
+    assert {k for k, r in by_key.items() if r["status"] == "ok"} == GOOD - {k for k in GOOD if Path(k).name in finished}
+    assert not stale.exists() and not [p for p in out.rglob("*") if ".tmp-" in p.name]
