@@ -141,6 +141,8 @@ class PARTFIELD_OT_compute(Operator):
 
     def invoke(self, context, event):
         global _running_job
+        if bpy.app.background or context.window is None:  # no event loop to poll from
+            return self.execute(context)
         inputs, spec = self._prepare(context)
         if not inputs:
             return {"CANCELLED"}

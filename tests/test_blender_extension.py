@@ -60,6 +60,10 @@ def test_errors_are_reported_and_change_nothing(weights, tmp_path):
     run_scenario("errors", weights, tmp_path)
 
 
+def test_modal_compute_polls_thread_and_cancels(weights, tmp_path):
+    run_scenario("modal", weights, tmp_path)
+
+
 def test_preference_model_choice_switches_model(weights, tmp_path):
     run_scenario("preferences", weights, tmp_path)
 

@@ -541,7 +541,83 @@ def scenario_preferences(args):
     assert lines[0].startswith("Active model:") and lines[1].startswith("Licence:") and lines[2].startswith("Location:")
 
 
+def scenario_modal(args):
+    """The modal operator's timer loop, driven by hand (bpy has no event loop headless): progress
+    in the window-manager state, results applied on this (main) thread, timer removed at the
+    end; Esc cancels and changes nothing."""
+    H.install_addon()
+    H.clear_scene()
+    H.use_custom_model(args.weights)
+    jobs = H.addon_module("jobs")
+    ops = H.addon_module("operators")
+    storage = H.addon_module("storage")
+    Op = bpy.types.PARTFIELD_OT_compute
+    wm = bpy.context.window_manager
+
+    class Event:
+        def __init__(self, type_, value="NOTHING"):
+            self.type, self.value = type_, value
+
+    class FakeOp:
+        """Stands in for the operator instance Blender would create; runs the real methods."""
+        modal = Op.modal
+        _finish = Op._finish
+
+        def __init__(self):
+            self.reports = []
+
+        def report(self, kind, msg):
+            self.reports.append((set(kind), msg))
+
+    def start(objs):
+        op = FakeOp()
+        op._job = ops._running_job = jobs.ComputeJob([jobs.extract_inputs(o) for o in objs],
+                                                     jobs.ModelSpec(path=args.weights, device="cpu")).start()
+        op._applied = 0
+        op._timer = wm.event_timer_add(0.1, window=bpy.context.window)
+        wm.progress_begin(0, 1000)
+        wm.partfield.running = True
+        return op
+
+    a, _ = H.boxes_chain("A")
+    b, _ = H.table("B")
+    op = start([a, b])
+    assert ops.is_running() and not bpy.ops.partfield.compute.poll(), "a second compute may start"
+    assert op.modal(bpy.context, Event("MOUSEMOVE")) == {"PASS_THROUGH"}
+    seen, result = set(), None
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        result = op.modal(bpy.context, Event("TIMER"))
+        seen.add(wm.partfield.stage)
+        if result != {"PASS_THROUGH"}:
+            break
+        time.sleep(0.02)
+    assert result == {"FINISHED"}, (result, op.reports)
+    assert storage.has_result(a) and storage.has_result(b), op.reports
+    assert op._timer is None and not ops.is_running() and not wm.partfield.running
+    assert len(seen) >= 3 and any("(2/2)" in s for s in seen), seen
+    assert [m for k, m in op.reports if "INFO" in k and "segmented" in m], op.reports
+
+    # Esc: the job stops at its next check, nothing is applied, the operator ends CANCELLED.
+    c, _ = H.boxes_chain("C")
+    op = start([c])
+    assert op.modal(bpy.context, Event("ESC", "PRESS")) == {"RUNNING_MODAL"}
+    while True:
+        result = op.modal(bpy.context, Event("TIMER"))
+        if result != {"PASS_THROUGH"}:
+            break
+        time.sleep(0.02)
+    assert result == {"CANCELLED"}, result
+    assert not storage.has_result(c) and c.data.attributes.get("partfield_preview") is None
+    assert any("cancel" in m.lower() for _, m in op.reports), op.reports
+    assert op._timer is None and not ops.is_running()
+    # Headless INVOKE_DEFAULT runs synchronously (no event loop to poll from).
+    H.activate(c)
+    assert bpy.ops.partfield.compute("INVOKE_DEFAULT") == {"FINISHED"} and storage.has_result(c)
+
+
 SCENARIOS = {
+    "modal": scenario_modal,
     "writers": scenario_writers,
     "table_and_modifiers": scenario_table_and_modifiers,
     "errors": scenario_errors,
