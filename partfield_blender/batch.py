@@ -19,6 +19,7 @@ import argparse
 import importlib
 import importlib.util
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  NAME_kK.labels.npy   int32 part label per polygon (objects concatenated)\n"
             "  NAME.labels.json     labels and part counts per object and k\n"
             "  NAME.done.json       written last: marks the input finished\n"
+            "  NAME.running.json    exists only while an input is worked on (or if the process died on it)\n"
             "\nexamples:\n"
             "  blender -b --python batch.py -- assets/ --output out --parts 4,8 --export glb,labels\n"
             "  python batch.py -- 'lib/**/*.obj' -o out --parts 2..12 --shard $SLURM_ARRAY_TASK_ID/16\n"
@@ -95,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="redo inputs whose outputs are already finished")
     p.add_argument("--summary", metavar="PATH",
                    help="JSON summary (default OUTPUT/summary.json, or OUTPUT/summary_shardI-of-N.json)")
+    p.add_argument("--max-attempts", type=int, default=3, metavar="N",
+                   help="give up on an input after the process died on it N times (default 3)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch")
     p.add_argument("--list", action="store_true", help="print this shard's inputs and output names, then exit")
     p.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failures")
@@ -516,18 +520,30 @@ def run(argv=None) -> int:
                               parts=done.get("parts", {}), objects=done.get("objects", []),
                               outputs=done.get("outputs", []))
             else:
+                running = plan.running_marker_path(settings.output, item.key)
+                attempts = plan.read_attempts(running)
+                if attempts >= args.max_attempts and not args.force:
+                    raise InputProblem(
+                        f"the process died while working on this input in {attempts} earlier attempts "
+                        "(crash or kill); not tried again (--force or a higher --max-attempts retries it)")
                 plan.remove_stale_temps(list(expected.values()) + [marker])
                 if marker.exists():
                     marker.unlink()  # until the redo finishes, this input does not count as done
-                info = process_input(bpy, rt, item, settings)
-                rel = [os.path.relpath(p, marker.parent) for p in info["outputs"].values()]
-                info["times"]["total"] = time.perf_counter() - t0
-                plan.atomic_write_json(marker, {
-                    "input": item.path, "key": item.key, "fingerprint": fingerprint,
-                    "input_signature": signature, "outputs": rel, "objects": info["objects"],
-                    "polygons": info["polygons"], "parts": info["parts"], "seconds": info["times"],
-                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                })
+                plan.begin_attempt(running, {
+                    "input": item.path, "host": socket.gethostname(), "pid": os.getpid(),
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                try:
+                    info = process_input(bpy, rt, item, settings)
+                    rel = [os.path.relpath(p, marker.parent) for p in info["outputs"].values()]
+                    info["times"]["total"] = time.perf_counter() - t0
+                    plan.atomic_write_json(marker, {
+                        "input": item.path, "key": item.key, "fingerprint": fingerprint,
+                        "input_signature": signature, "outputs": rel, "objects": info["objects"],
+                        "polygons": info["polygons"], "parts": info["parts"], "seconds": info["times"],
+                        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    })
+                finally:  # only a hard death (segfault, SIGKILL) leaves the running-marker behind
+                    plan.end_attempt(running)
                 record.update(objects=info["objects"], polygons=info["polygons"], parts=info["parts"],
                               outputs=[str(p) for p in info["outputs"].values()],
                               seconds={k: round(v, 3) for k, v in info["times"].items()})

@@ -23,6 +23,7 @@ EXPORTS = ("blend", "glb", "fbx", "labels")
 # Bump when the meaning of outputs changes, so older done-markers stop counting as finished.
 OUTPUT_FORMAT_VERSION = 1
 DONE_SUFFIX = ".done.json"
+RUNNING_SUFFIX = ".running.json"
 TEMP_TAG = ".tmp-"
 
 
@@ -287,6 +288,34 @@ def output_paths(out_dir, key: str, parts, exports) -> dict[str, Path]:
 def done_marker_path(out_dir, key: str) -> Path:
     base = Path(out_dir) / key
     return base.parent / f"{base.name}{DONE_SUFFIX}"
+
+
+def running_marker_path(out_dir, key: str) -> Path:
+    base = Path(out_dir) / key
+    return base.parent / f"{base.name}{RUNNING_SUFFIX}"
+
+
+def read_attempts(marker: Path) -> int:
+    """How many earlier attempts on an input ended without Python regaining control
+    (a crash in an importer, a SIGKILL, a pre-empted job): their running-markers remain."""
+    try:
+        return int(json.loads(Path(marker).read_text()).get("attempts", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0
+
+
+def begin_attempt(marker: Path, info: dict) -> int:
+    """Record that an input is being worked on (attempt count + who); returns the count."""
+    attempts = read_attempts(marker) + 1
+    atomic_write_json(marker, {**info, "attempts": attempts})
+    return attempts
+
+
+def end_attempt(marker: Path) -> None:
+    try:
+        Path(marker).unlink()
+    except FileNotFoundError:
+        pass
 
 
 def settings_fingerprint(settings: dict) -> str:

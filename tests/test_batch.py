@@ -312,11 +312,19 @@ def test_force_redoes_and_modes(library, tmp_path):
     out = tmp_path / "out"
     args = [lib / "more" / "stool.off", "--output", out, "--parts", "4", "--mode", "face-attribute",
             "--export", "blend,labels"]
-    first = run_batch(*args)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    again = run_batch(*args, "--force")
-    assert again.returncode == 0
-    assert _summary(out / "summary.json")[0]["counts"] == {"ok": 1, "failed": 0, "skipped": 0}
+    # an input that killed the process in 3 earlier attempts is not tried a 4th time ...
+    out.mkdir()
+    (out / "stool.running.json").write_text(json.dumps({"attempts": 3}))
+    crashed = run_batch(*args)
+    assert crashed.returncode == 1
+    assert "died" in _summary(out / "summary.json")[1]["stool"]["reason"]
+    assert "model:" not in crashed.stdout
+    # ... unless forced; a finished input is skipped; --force redoes it
+    for extra, status in (["--force"], "ok"), ([], "skipped"), (["--force"], "ok"):
+        proc = run_batch(*args, *extra)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert _summary(out / "summary.json")[1]["stool"]["status"] == status
+    assert not (out / "stool.running.json").exists()
     code = """
 import bpy, numpy as np
 bpy.ops.wm.open_mainfile(filepath=sys.argv[1])

@@ -209,3 +209,17 @@ def test_read_off(tmp_path):
         f.write_text(bad)
         with pytest.raises(ValueError):
             bp.read_off(f)
+
+
+def test_attempt_markers(tmp_path):
+    marker = bp.running_marker_path(tmp_path, "sub/chair")
+    assert marker == tmp_path / "sub" / "chair.running.json"
+    assert bp.read_attempts(marker) == 0
+    assert bp.begin_attempt(marker, {"pid": 1}) == 1
+    assert bp.begin_attempt(marker, {"pid": 2}) == 2  # the first attempt died without cleaning up
+    assert json.loads(marker.read_text()) == {"pid": 2, "attempts": 2}
+    bp.end_attempt(marker)
+    bp.end_attempt(marker)  # idempotent
+    assert bp.read_attempts(marker) == 0
+    marker.write_text("garbage")
+    assert bp.read_attempts(marker) == 0
