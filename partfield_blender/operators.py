@@ -90,7 +90,7 @@ def _apply_outcome(op, context, outcome, info) -> bool:
             op.report({"ERROR"}, f"'{name}': unexpected error: {outcome.error!r}")
         return False
     obj = bpy.data.objects.get(name)
-    problem = jobs.object_problem(obj)
+    problem = jobs.object_problem(obj) if obj is not None else f"'{name}' was renamed or deleted meanwhile."
     if problem:
         op.report({"WARNING"}, f"Result not applied: {problem}")
         return False

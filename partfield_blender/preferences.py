@@ -162,7 +162,7 @@ def describe_lines(prefs) -> list[str]:
     device = prefs.device if prefs is not None else "auto"
     problem = model_problem(prefs)
     if choice == "BUILTIN":
-        name, licence = "PartField small (built-in)", "same licence as this add-on"
+        name, licence = "PartField small (built-in)", "GPL-3.0-or-later, our own weights (see MODEL_CARD.md)"
     elif choice == "RELEASED":
         name, licence = "PartField (NVIDIA, released)", "NVIDIA License, non-commercial use only"
     else:

@@ -537,6 +537,12 @@ def scenario_preferences(args):
         assert storage.meta(chain).get("model_path") == m2.get("model_path")
     else:
         assert prefs_mod.model_spec_from_context(bpy.context).path is None
+        compute_active(chain)
+        from model_runtime.field_model import default_model_path
+
+        m3 = storage.meta(chain)
+        assert m3.get("model_path") == str(default_model_path()), m3
+        assert m3.get("model_path") != m2.get("model_path")
     lines = prefs_mod.describe_lines(H.prefs())
     assert lines[0].startswith("Active model:") and lines[1].startswith("Licence:") and lines[2].startswith("Location:")
 
