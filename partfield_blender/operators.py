@@ -260,6 +260,13 @@ class PARTFIELD_OT_clear(Operator):
                     "sets, the part objects) and show the original object again",
     )
 
+    @classmethod
+    def description(cls, context, properties):
+        if properties.outputs:
+            return ("Remove what Apply wrote (part vertex groups, the part face attribute and face sets, "
+                    "the part objects), forget the result and show the original object again")
+        return "Forget the PartField result and its colour preview (written outputs stay)"
+
     def execute(self, context):
         objs = [o for o in target_objects(context) if o is not None and o.type == "MESH"]
         if not objs:

@@ -156,6 +156,20 @@ def model_problem(prefs) -> str | None:
     return None
 
 
+def _device_text(device: str) -> str:
+    """The device setting, with what "auto" resolves to once torch is loaded (never imports it)."""
+    import sys
+
+    if device != "auto" or "torch" not in sys.modules:
+        return device.upper() if device != "auto" else "auto"
+    try:
+        from model_runtime.device import resolve_device
+
+        return f"auto ({resolve_device('auto').type.upper()})"
+    except Exception:
+        return "auto"
+
+
 def describe_lines(prefs) -> list[str]:
     """Active model, its licence and where it lives, without loading it."""
     choice = prefs.model_choice if prefs is not None else "BUILTIN"
@@ -175,7 +189,7 @@ def describe_lines(prefs) -> list[str]:
             path = str(default_model_path())
     except Exception:
         path = "(not available)"
-    lines = [f"Active model: {name} on {device}", f"Licence: {licence}", f"Location: {path}"]
+    lines = [f"Active model: {name} on {_device_text(device)}", f"Licence: {licence}", f"Location: {path}"]
     if problem:
         lines.append(problem)
     return lines
