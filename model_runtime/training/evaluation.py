@@ -172,17 +172,15 @@ def spectral_features(v: np.ndarray, f: np.ndarray, conn, dims: int = 12) -> np.
     concave = ((c[j] - c[i]) * n[i]).sum(1) > 1e-9
     eta = np.where(concave, 1.0, 0.1)
     d = eta * (1 - cosang)
-    w = np.exp(-d / max(float(d.mean()), 1e-6))
+    # Clipped so that the Laplacian stays well conditioned (sharp creases give exp(-huge)).
+    w = np.clip(np.exp(-d / max(float(d.mean()), 1e-6)), 1e-3, 1.0)
     t = len(f)
     W = sp.coo_matrix((np.concatenate([w, w]), (np.concatenate([i, j]), np.concatenate([j, i]))), shape=(t, t)).tocsr()
     deg = np.asarray(W.sum(1)).ravel()
     dinv = 1 / np.sqrt(np.maximum(deg, 1e-12))
     L = sp.identity(t) - sp.diags(dinv) @ W @ sp.diags(dinv)
     k = min(dims + 1, t - 2)
-    try:
-        vals, vecs = eigsh(L.tocsc(), k=k, sigma=-1e-3, which="LM")
-    except Exception:  # noqa: BLE001 - fall back to the slower, robust path
-        vals, vecs = eigsh(L.tocsc(), k=k, which="SM", maxiter=5000, tol=1e-4)
+    vals, vecs = eigsh(L.tocsc(), k=k, sigma=-1e-2, which="LM", tol=1e-6, maxiter=5000)
     order = np.argsort(vals)
     vals, vecs = vals[order][1:], vecs[:, order][:, 1:]
     vecs = vecs * dinv[:, None]
