@@ -4,24 +4,14 @@ The add-on only holds the Blender-facing layer; computation comes from `model_ru
 Extension metadata lives in blender_manifest.toml (no bl_info)."""
 from __future__ import annotations
 
-import os
-
 import bpy
 
-from . import operators, panel, preferences, properties, storage
-
-weights_download_ui = None
-if os.path.exists(os.path.join(os.path.dirname(__file__), "weights_download_ui.py")):
-    try:  # optional module (the consented download UI), owned separately
-        from . import weights_download_ui
-    except Exception as exc:  # noqa: BLE001 - a broken optional module must not break the add-on
-        print(f"PartField: download UI unavailable: {exc}")
+from . import operators, panel, preferences, properties, storage, weights_download_ui
 
 
 def _classes():
     out = list(properties.classes) + list(preferences.classes) + list(operators.classes) + list(panel.classes)
-    if weights_download_ui is not None:
-        out += list(getattr(weights_download_ui, "classes", ()))
+    out += list(weights_download_ui.classes)
     return out
 
 

@@ -81,12 +81,9 @@ class PartFieldPreferences(AddonPreferences):
         box = layout.box()
         for i, line in enumerate(describe_lines(self)):
             box.label(text=line, icon="INFO" if i == 0 else "BLANK1")
-        try:
-            from . import weights_download_ui
-        except Exception:  # the download UI is optional
-            weights_download_ui = None
-        if weights_download_ui is not None and hasattr(weights_download_ui, "draw"):
-            weights_download_ui.draw(layout, context)
+        from . import weights_download_ui
+
+        weights_download_ui.draw(layout, context)
 
 
 def get_preferences(context=None):
