@@ -209,9 +209,11 @@ def enable_io_addons() -> None:
 def load_scene(bpy, path: Path) -> None:
     """Replace the current scene with the contents of `path` (a fresh, empty scene for
     imported formats; the file itself for .blend). Raises InputProblem with a readable reason."""
+    from model_runtime.errors import PartFieldError
+
     try:
         _load_scene(bpy, path)
-    except (RuntimeError, ValueError, OSError, UnicodeDecodeError) as exc:
+    except (RuntimeError, ValueError, OSError, IndexError, PartFieldError) as exc:
         raise InputProblem(f"cannot read {path.suffix.lower().lstrip('.')} file: {_message(exc)}") from exc
 
 
@@ -232,8 +234,12 @@ def _load_scene(bpy, path: Path) -> None:
         result = bpy.ops.import_scene.gltf(filepath=p)
     elif ext == ".fbx":
         result = bpy.ops.import_scene.fbx(filepath=p)
-    elif ext == ".off":
-        result = {"FINISHED"} if build_mesh_object(bpy, path.stem, *plan.read_off(p)) else {"CANCELLED"}
+    elif ext == ".off":  # no Blender importer: the project's own reader
+        from model_runtime.meshio import read_off
+
+        m = read_off(p)
+        build_mesh_object(bpy, path.stem, m.vertices, m.loop_starts, m.loop_totals, m.loop_vertices)
+        result = {"FINISHED"}
     else:
         raise ValueError(f"unsupported file type {ext!r}")
     if "FINISHED" not in result:
@@ -241,8 +247,8 @@ def _load_scene(bpy, path: Path) -> None:
 
 
 def build_mesh_object(bpy, name, vertices, loop_starts, loop_totals, loop_vertices):
-    """A mesh object from polygon arrays, linked to the scene (used for formats Blender
-    has no importer for)."""
+    """A mesh object from polygon arrays, linked to the scene (for OFF, which Blender has
+    no importer for)."""
     import numpy as np
 
     me = bpy.data.meshes.new(name)

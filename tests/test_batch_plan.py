@@ -197,20 +197,6 @@ def test_summary_and_progress(tmp_path):
     assert bp.format_duration(3725) == "1:02:05"
 
 
-def test_read_off(tmp_path):
-    f = tmp_path / "q.off"
-    f.write_text("OFF\n# comment\n5 2 0\n0 0 0\n1 0 0\n1 1 0\n0 1 0\n0 0 1\n4 0 1 2 3\n3 0 1 4\n")
-    v, starts, totals, loops = bp.read_off(f)
-    assert v.shape == (5, 3) and starts.tolist() == [0, 4] and totals.tolist() == [4, 3]
-    assert loops.tolist() == [0, 1, 2, 3, 0, 1, 4]
-    f.write_text("OFF 3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n")  # counts on the header line
-    assert bp.read_off(f)[3].tolist() == [0, 1, 2]
-    for bad in ("", "PLY\n", "OFF\n3 1 0\n0 0 0\n", "OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n"):
-        f.write_text(bad)
-        with pytest.raises(ValueError):
-            bp.read_off(f)
-
-
 def test_attempt_markers(tmp_path):
     marker = bp.running_marker_path(tmp_path, "sub/chair")
     assert marker == tmp_path / "sub" / "chair.running.json"
