@@ -16,9 +16,11 @@ GPU. Run with --help for all options.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import importlib.util
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -149,7 +151,9 @@ def import_bpy():
     """Import bpy; as a plain-Python module it gets a private user-resources folder first
     (never ~/.config, and parallel workers never share one)."""
     if "bpy" not in sys.modules and not os.environ.get("BLENDER_USER_RESOURCES"):
-        os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="pf_batch_user_")
+        folder = tempfile.mkdtemp(prefix="pf_batch_user_")
+        os.environ["BLENDER_USER_RESOURCES"] = folder
+        atexit.register(shutil.rmtree, folder, True)
     import bpy
 
     return bpy
