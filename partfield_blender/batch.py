@@ -487,13 +487,17 @@ def run(argv=None) -> int:
           flush=True)
     settings.output.mkdir(parents=True, exist_ok=True)
 
-    if args.threads:
+    bpy = import_bpy()
+    try:
+        addon = enable_addon()
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    enable_io_addons()
+    if args.threads:  # after the add-on: inside Blender, torch comes with the extension's wheels
         import torch
 
         torch.set_num_threads(args.threads)
-    bpy = import_bpy()
-    addon = enable_addon()
-    enable_io_addons()
     try:
         rt = Runtime(settings, addon)
     except ValueError as exc:  # an unknown --set option
@@ -503,7 +507,7 @@ def run(argv=None) -> int:
         "tool": "partfield_blender/batch.py", "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "argv": script_argv(argv), "shard": [i, n], "inputs_total": len(everything), "inputs_shard": len(items),
         "output": str(settings.output), "parts": list(settings.parts), "mode": args.mode,
-        "exports": list(settings.exports), "blender": bpy.app.version_string,
+        "exports": list(settings.exports), "blender": bpy.app.version_string, "addon": addon,
     })
     summary.write()
     progress = plan.Progress(len(items))

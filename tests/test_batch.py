@@ -395,3 +395,25 @@ def test_killed_run_resumes_without_half_written_files(library, tmp_path):
     assert {Path(k).name for k, r in by_key.items() if r["status"] == "skipped"} == finished
     assert {k for k, r in by_key.items() if r["status"] == "ok"} == GOOD - {k for k in GOOD if Path(k).name in finished}
     assert not stale.exists() and not [p for p in out.rglob("*") if ".tmp-" in p.name]
+
+
+def test_runs_from_an_installed_extension(library, tmp_path):
+    """The script as users get it: inside the installed extension, enabling the add-on it sits
+    in (bl_ext.user_default.partfield_blender), not a checkout's copy."""
+    import shutil
+
+    _, lib, meshes = library
+    user = tmp_path / "blender_user"
+    ext = user / "extensions" / "user_default" / "partfield_blender"
+    shutil.copytree(REPO / "partfield_blender", ext, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "blender_manifest.toml", ext)
+    env = _env()  # model_runtime stays importable from PYTHONPATH (the extension's wheel in a real install)
+    env["BLENDER_USER_RESOURCES"] = str(user)
+    out = tmp_path / "out"
+    proc = subprocess.run([PY, str(ext / "batch.py"), "--", str(lib / "more" / "stool.off"), "-o", str(out),
+                           "--parts", "4", "--export", "labels", "--device", "cpu", "--threads", "1",
+                           "--points", str(POINTS)], capture_output=True, text=True, env=env, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data, by_key = _summary(out / "summary.json")
+    assert data["addon"] == "bl_ext.user_default.partfield_blender"
+    np.testing.assert_array_equal(np.load(out / "stool_k4.labels.npy"), expected_labels(*meshes["more/stool"], 4))
