@@ -279,10 +279,10 @@ def pick_objects(bpy, pattern: str):
         if not meshes:
             others = sorted({o.type.lower() for o in bpy.context.scene.objects})
             raise InputProblem("no mesh objects in the file"
-                             + (f" (only {', '.join(others)})" if others else ""))
+                               + (f" (only {', '.join(others)})" if others else ""))
         if not chosen:
             raise InputProblem(f"no mesh object matches --objects {pattern!r} "
-                             f"(have: {', '.join(o.name for o in meshes[:8])})")
+                               f"(have: {', '.join(o.name for o in meshes[:8])})")
         raise InputProblem("no mesh object with faces (only loose vertices/edges)")
     return picked
 

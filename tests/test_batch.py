@@ -6,6 +6,7 @@ import re
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -37,12 +38,11 @@ def run_batch(*args, timeout=TIMEOUT):
 def run_bpy_script(code: str, *args, timeout=TIMEOUT):
     """Run a bpy script in a fresh process; it prints one JSON line prefixed 'RESULT '."""
     env = _env()
-    env["BLENDER_USER_RESOURCES"] = str(Path(args[0]) / ".bpy_user") if args else ""
-    script = "import os, sys, json, tempfile\n" \
-             "os.environ['BLENDER_USER_RESOURCES'] = os.environ.get('BLENDER_USER_RESOURCES') or tempfile.mkdtemp()\n" \
-             + textwrap.dedent(code)
-    proc = subprocess.run([PY, "-c", script, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=REPO)
+    script = "import os, sys, json\n" + textwrap.dedent(code)
+    with tempfile.TemporaryDirectory(prefix="pf_test_bpy_user_") as user:
+        env["BLENDER_USER_RESOURCES"] = user
+        proc = subprocess.run([PY, "-c", script, *map(str, args)], capture_output=True, text=True,
+                              timeout=timeout, env=env, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert lines, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -371,8 +371,10 @@ def test_killed_run_resumes_without_half_written_files(library, tmp_path):
     out = tmp_path / "out"
     cmd = [PY, str(BATCH), "--", lib, "--output", out, "--parts", "3,5", "--export", "blend,glb,labels",
            "--device", "cpu", "--threads", "1", "--points", str(POINTS)]
+    env = _env()
+    env["BLENDER_USER_RESOURCES"] = str(tmp_path / "blender_user")  # a SIGKILLed run cannot clean up its own
     proc = subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=_env(), cwd=REPO)
+                            env=env, cwd=REPO)
     try:
         for line in proc.stdout:  # kill hard as soon as the first input is finished
             if re.match(r"\[\d+/\d+\] ok ", line):
