@@ -97,7 +97,12 @@ def ward_merges(x, connectivity, progress=None, cancel=None, overwrite=False):
     rowbuf = np.empty(64, np.intp)
     colbuf = np.empty(64, np.intp)
     resbuf = np.empty(64)
+    live = p  # clusters alive
     for k in range(p, n_nodes):
+        if len(heap) > 8 * live + 1024:  # mostly stale entries: drop them in one C-speed pass
+            heap = [e for e in heap if alive[e[1] // n_nodes] and alive[e[1] % n_nodes]]
+            heapify(heap)
+        live -= 1
         while True:
             if not heap:
                 raise InputError("the polygon graph is not connected; bridge its pieces first")

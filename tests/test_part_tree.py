@@ -115,3 +115,14 @@ def test_kmeans_alternative_groups_clusters_largest_first():
               centers[2] + 0.01 * rng.normal(size=(20, 3))]
     lab = kmeans_labels(x, 3)
     np.testing.assert_array_equal(lab, np.repeat([0, 1, 2], [50, 30, 20]))
+
+
+def test_numpy_cost_fallback_gives_the_same_tree(chair, monkeypatch):
+    from model_runtime import part_tree
+
+    mesh, con, feats = chair
+    fast = PartTree.build(feats, con)
+    monkeypatch.setattr(part_tree, "_ward_cost", part_tree._ward_cost_numpy)
+    slow = PartTree.build(feats, con)
+    for k in (2, 5, 10, 20):
+        assert same_partition(fast.cut(k), slow.cut(k))

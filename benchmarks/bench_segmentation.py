@@ -1,0 +1,201 @@
+"""Segmentation benchmarks (CPU): connectivity + part tree growth, cut(k) time, peak memory,
+and texel-aware vs the original 1000-random-point per-face features.
+
+    python benchmarks/bench_segmentation.py tree [--sizes 10000 20000 50000 100000 200000 500000] [--dims 64 448]
+    python benchmarks/bench_segmentation.py features [--meshes chairs/102 chairs/22]
+
+`tree` runs every (faces, feature dim) in a fresh subprocess so peak memory (max RSS) is per
+case. Meshes are closed tori of the requested face count with a lumpy profile; features are
+a smooth random triplane field decoded at face centres (the tree's cost does not depend
+on where features come from). `features` uses the released network with the shared
+stand-in weights (reference_weights.py) on COSEG meshes: one encode of 100k points, then
+both feature methods from the same triplanes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT))
+
+
+def torus(faces):
+    """Closed triangulated torus with about `faces` triangles (lumpy, so parts exist)."""
+    n = max(3, int(round(np.sqrt(faces / 2 * 3))))
+    m = max(3, int(round(faces / 2 / n)))
+    u, w = np.meshgrid(np.linspace(0, 2 * np.pi, n, endpoint=False), np.linspace(0, 2 * np.pi, m, endpoint=False),
+                       indexing="ij")
+    r = 1 + 0.3 * np.sin(3 * u)
+    tube = 0.35 * (1 + 0.4 * np.cos(5 * u))
+    v = np.stack([(r + tube * np.cos(w)) * np.cos(u), (r + tube * np.cos(w)) * np.sin(u), tube * np.sin(w)], -1)
+    i, j = np.meshgrid(np.arange(n), np.arange(m), indexing="ij")
+    a = i * m + j
+    b = ((i + 1) % n) * m + j
+    c = ((i + 1) % n) * m + (j + 1) % m
+    d = i * m + (j + 1) % m
+    f = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
+    return v.reshape(-1, 3), f
+
+
+def field_features(points, dim, seed=0, chunk=20000):
+    """Smooth random triplane field (R=128, bilinear, 3 planes summed) at `points`."""
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(seed)
+    planes = F.interpolate(torch.randn(3, dim, 16, 16, generator=g), size=(128, 128), mode="bicubic",
+                           align_corners=True) + 0.05 * torch.randn(3, dim, 128, 128, generator=g)
+    out = np.empty((len(points), dim), np.float32)
+    for s in range(0, len(points), chunk):
+        q = torch.as_tensor(points[s:s + chunk], dtype=torch.float32)
+        grid = torch.stack([q[:, [0, 1]], q[:, [1, 2]], q[:, [0, 2]]])[:, None]
+        out[s:s + chunk] = F.grid_sample(planes, grid, align_corners=True, padding_mode="border")[:, :, 0].sum(0).T
+    return out
+
+
+def rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def one_tree(faces, dim):
+    import torch
+
+    torch.set_num_threads(1)
+    from model_runtime.connectivity import build_connectivity
+    from model_runtime.mesh import MeshArrays
+    from model_runtime.normalization import Normalization
+    from model_runtime.part_tree import PartTree
+
+    v, f = torus(faces)
+    mesh = MeshArrays.from_triangles(v, f)
+    norm = Normalization.from_mesh(mesh)
+    vn = norm.apply(mesh.vertices)
+    feats = field_features(mesh.polygon_centers(vn), dim)
+    before = rss_mb()
+    t, c = time.perf_counter(), time.process_time()
+    con = build_connectivity(mesh, vertices=vn)
+    t_con, c_con = time.perf_counter() - t, time.process_time() - c
+    t, c = time.perf_counter(), time.process_time()
+    tree = PartTree.build(feats, con)
+    t_tree, c_tree = time.perf_counter() - t, time.process_time() - c
+    cut_ms = []
+    for k in list(range(2, 21)) * 3:
+        t = time.perf_counter()
+        tree.cut(k)
+        cut_ms.append(1000 * (time.perf_counter() - t))
+    return {
+        "faces": mesh.num_polygons, "dim": dim, "connectivity_s": t_con, "connectivity_cpu_s": c_con,
+        "tree_s": t_tree, "tree_cpu_s": c_tree, "cut_ms_median": float(np.median(cut_ms)),
+        "cut_ms_max": float(np.max(cut_ms)), "rss_before_mb": before, "peak_rss_mb": rss_mb(),
+        "load1": os.getloadavg()[0],
+    }
+
+
+def run_tree(args):
+    rows = []
+    print("| faces | F | connectivity s (cpu) | tree s (cpu) | conn + tree s | cut(k) ms median / max | "
+          "peak RSS MB (before graph) | load avg |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for dim in args.dims:
+        for n in args.sizes:
+            out = subprocess.run([sys.executable, __file__, "_one_tree", str(n), str(dim)], capture_output=True,
+                                 text=True, check=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append(r)
+            print(f"| {r['faces']:,} | {dim} | {r['connectivity_s']:.2f} ({r['connectivity_cpu_s']:.2f}) | "
+                  f"{r['tree_s']:.2f} ({r['tree_cpu_s']:.2f}) | {r['connectivity_s'] + r['tree_s']:.2f} | "
+                  f"{r['cut_ms_median']:.2f} / {r['cut_ms_max']:.2f} | {r['peak_rss_mb']:.0f} ({r['rss_before_mb']:.0f}) | "
+                  f"{r.get('load1', 0):.1f} |",
+                  flush=True)
+    return rows
+
+
+def stand_in_released():
+    import torch
+
+    from model_runtime.checkpoint import LoadedWeights, build_network
+    from model_runtime.config import PartFieldConfig
+    from model_runtime.field_model import FieldModel
+
+    sys.path.insert(0, str(SHARED / "partfield_reference"))
+    from reference_weights import reference_state_dict
+
+    manifest = json.loads((SHARED / "partfield_reference" / "state_dict_manifest.json").read_text())["state_dict"]
+    weights = LoadedWeights(reference_state_dict(manifest), PartFieldConfig.released(), "state_dict")
+    return FieldModel(build_network(weights), torch.device("cpu"), torch.float32, "stand-in released", weights)
+
+
+def run_features(args):
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from model_runtime.face_features import polygon_features
+    from model_runtime.meshio import read_mesh
+    from model_runtime.normalization import Normalization
+    from model_runtime.sampling import sample_mesh
+
+    model = stand_in_released()
+    rows = []
+    print("| mesh | faces | fast points | fast s | 1000-random points | random s | speed-up | "
+          "cosine min / p1 / median | share >= 0.999 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
+    for name in args.meshes:
+        cat, ident = name.split("/")
+        mesh = read_mesh(SHARED / "datasets" / "coseg_subset" / cat / "shapes" / f"{ident}.off")
+        norm = Normalization.from_mesh(mesh)
+        vn = norm.apply(mesh.vertices)
+        tp = model.encode(sample_mesh(mesh, 100_000, seed=0, normalization=norm).points)
+        tp.table()  # built once per shape, outside both timings
+
+        def fn(q):
+            return model.decode(tp, q)
+
+        s_fast, s_rand = {}, {}
+        fast = polygon_features(mesh, fn, vn, plane_resolution=128, stats=s_fast)
+        rand = polygon_features(mesh, fn, vn, method="random", samples=1000, plane_resolution=128, stats=s_rand)
+        cos = (fast * rand).sum(1) / np.linalg.norm(fast, axis=1) / np.linalg.norm(rand, axis=1)
+        r = {"mesh": name, "faces": mesh.num_polygons, "fast_points": s_fast["points"], "fast_s": s_fast["seconds"],
+             "random_points": s_rand["points"], "random_s": s_rand["seconds"],
+             "speedup": s_rand["seconds"] / s_fast["seconds"], "cos_min": float(cos.min()),
+             "cos_p1": float(np.percentile(cos, 1)), "cos_median": float(np.median(cos)),
+             "share_0999": float((cos >= 0.999).mean())}
+        rows.append(r)
+        print(f"| COSEG {name} | {r['faces']:,} | {r['fast_points']:,} | {r['fast_s']:.2f} | {r['random_points']:,} | "
+              f"{r['random_s']:.1f} | {r['speedup']:.0f}x | {r['cos_min']:.5f} / {r['cos_p1']:.5f} / "
+              f"{r['cos_median']:.6f} | {100 * r['share_0999']:.2f}% |", flush=True)
+    return rows
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_one_tree":
+        print(json.dumps(one_tree(int(argv[1]), int(argv[2]))))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="what", required=True)
+    t = sub.add_parser("tree")
+    t.add_argument("--sizes", type=int, nargs="+", default=[10_000, 20_000, 50_000, 100_000, 200_000, 500_000])
+    t.add_argument("--dims", type=int, nargs="+", default=[64, 448])
+    f = sub.add_parser("features")
+    f.add_argument("--meshes", nargs="+", default=["chairs/102", "chairs/22"])
+    f.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", type=Path, help="also write the rows here")
+    args = p.parse_args(argv)
+    rows = run_tree(args) if args.what == "tree" else run_features(args)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
