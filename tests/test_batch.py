@@ -190,20 +190,34 @@ def library(tmp_path_factory):
     return root, lib, expected_meshes
 
 
+_EXPECTED = {}
+
+
 def expected_labels(vertices, faces, k):
     """What model_runtime alone gives for the same mesh arrays and options."""
+    key = (np.asarray(vertices).tobytes(), np.asarray(faces).tobytes())
+    if key not in _EXPECTED:
+        _EXPECTED[key] = _segment(vertices, faces)
+    return np.asarray(_EXPECTED[key].labels(k))
+
+
+def _segment(vertices, faces):
     import torch
 
     from model_runtime.field_model import get_model
     from model_runtime.mesh import MeshArrays
     from model_runtime.pipeline import SegmentOptions, segment_mesh
 
-    torch.set_num_threads(1)
     faces = np.asarray(faces)
     mesh = MeshArrays(vertices.astype(np.float32), np.arange(len(faces)) * faces.shape[1],
                       np.full(len(faces), faces.shape[1]), faces.ravel())
-    result = segment_mesh(mesh, get_model(None, device="cpu"), SegmentOptions(num_points=POINTS))
-    return np.asarray(result.labels(k))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # like the batch runs (--threads 1)
+    try:
+        result = segment_mesh(mesh, get_model(None, device="cpu"), SegmentOptions(num_points=POINTS))
+    finally:
+        torch.set_num_threads(threads)
+    return result
 
 
 GOOD = {"table_obj", "table_ply", "more/stool", "chair", "lamps/lamp"}
