@@ -327,7 +327,7 @@ def test_force_redoes_and_modes(library, tmp_path):
     _, lib, meshes = library
     out = tmp_path / "out"
     args = [lib / "more" / "stool.off", "--output", out, "--parts", "4", "--mode", "face-attribute",
-            "--export", "blend,labels"]
+            "--export", "blend,labels", "--checkpoint", REPO / "model_runtime" / "weights" / "partfield_small.safetensors"]
     # an input that killed the process in 3 earlier attempts is not tried a 4th time ...
     out.mkdir()
     (out / "stool.running.json").write_text(json.dumps({"attempts": 3}))
@@ -360,6 +360,9 @@ def test_help_and_bad_arguments():
     proc = subprocess.run([PY, str(BATCH), "--", "x", "-o", "y", "--shard", "2/2"], capture_output=True,
                           text=True, env=_env(), timeout=60)
     assert proc.returncode == 2 and "shard" in proc.stderr
+    proc = subprocess.run([PY, str(BATCH), "--", "x", "-o", "y", "--checkpoint", "/nonexistent.safetensors"],
+                          capture_output=True, text=True, env=_env(), timeout=60)
+    assert proc.returncode == 2 and "checkpoint" in proc.stderr
 
 
 def _complete(path: Path) -> bool:
