@@ -533,7 +533,7 @@ def run(argv=None) -> int:
                 done = plan.read_done_record(marker)
                 record.update(status="skipped", reason="already finished",
                               parts=done.get("parts", {}), objects=done.get("objects", []),
-                              outputs=done.get("outputs", []))
+                              outputs=[str(marker.parent / o) for o in done.get("outputs", [])])
             else:
                 running = plan.running_marker_path(settings.output, item.key)
                 attempts = plan.read_attempts(running)
