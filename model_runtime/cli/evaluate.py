@@ -98,9 +98,9 @@ def run(args) -> int:
         report["datasets"][name] = {"summary": summary, "seconds": res["seconds"], "scores": res["scores"]}
         print(ev.format_table(summary, f"{name} ({len(shapes)} shapes)"), flush=True)
         print(flush=True)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1, default=str))
+        if args.json:  # written after every dataset, so a long run keeps what it finished
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(report, indent=1, default=str))
     return 0
 
 
