@@ -20,7 +20,8 @@ import scipy.sparse as sp
 from .errors import Cancelled, InputError
 
 METHODS = ("quadrature", "random")
-DEFAULT_SPACING = 1.0  # sub-triangle edge <= spacing x texel size
+DEFAULT_SPACING = 1.0  # points about this many texels apart on large triangles
+DEFAULT_SMALL_SPACING = 0.5  # ... and this many on triangles of at most 2 texels
 DEFAULT_MAX_SUBDIVISION = 128  # at most 128 strips of 128 points per triangle
 DEFAULT_RANDOM_SAMPLES = 1000  # the original's K
 DEFAULT_MAX_MEMORY_MB = 256
@@ -68,10 +69,16 @@ def _batched(counts, chunk):
 
 
 def quadrature_plan(mesh, vertices, plane_resolution, spacing=DEFAULT_SPACING,
-                    max_subdivision=DEFAULT_MAX_SUBDIVISION, chunk=65536) -> _Plan:
-    """Texel-aware fixed quadrature points for every polygon (see module doc)."""
+                    max_subdivision=DEFAULT_MAX_SUBDIVISION, chunk=65536,
+                    small_spacing=None) -> _Plan:
+    """Texel-aware fixed quadrature points for every polygon (see module doc). Point
+    spacing is `spacing` texels on triangles whose longest edge is >= 4 texels and
+    `small_spacing` (default: half of `spacing`) on those <= 2 texels (linear in between): on a small triangle the
+    error of each point does not average out over many texels."""
     a, b, c, area, t2p, parea = _triangle_data(mesh, vertices)
-    h = texel_size(plane_resolution) * float(spacing)
+    texel = texel_size(plane_resolution)
+    if small_spacing is None:
+        small_spacing = float(spacing) * DEFAULT_SMALL_SPACING / DEFAULT_SPACING
     # longest edge first: p0 -> p1 is the longest edge, p2 the apex
     e = np.stack([((b - a) ** 2).sum(1), ((c - b) ** 2).sum(1), ((a - c) ** 2).sum(1)], 1)
     k = e.argmax(1)
@@ -79,6 +86,7 @@ def quadrature_plan(mesh, vertices, plane_resolution, spacing=DEFAULT_SPACING,
     p1 = np.where((k == 0)[:, None], b, np.where((k == 1)[:, None], c, a))
     p2 = np.where((k == 0)[:, None], c, np.where((k == 1)[:, None], a, b))
     length = np.sqrt(e.max(1))
+    h = texel * np.interp(length / texel, [2.0, 4.0], [float(small_spacing), float(spacing)])
     height = np.divide(2 * area, length, out=np.zeros_like(area), where=length > 0)
     rows = np.clip(np.ceil(height / h), 1, max_subdivision).astype(np.int64)
     ok = parea[t2p] > 0
@@ -106,7 +114,7 @@ def _row_counts(rows, length, h, cap, totals_only=False):
     n = rows[tri].astype(np.float64)
     va, vb = j / n, (j + 1) / n
     mass = (1 - va) ** 2 - (1 - vb) ** 2  # strip area / triangle area
-    npts = np.clip(np.ceil(length[tri] * (1 - va) / h), 1, cap).astype(np.int64)
+    npts = np.clip(np.ceil(length[tri] * (1 - va) / h[tri]), 1, cap).astype(np.int64)
     if totals_only:
         return np.bincount(tri, weights=npts, minlength=rows.size).astype(np.int64)
     return tri, va, vb, npts, mass
@@ -120,7 +128,7 @@ def _quadrature_batch(p0, p1, p2, rows, length, h, cap, w_tri, t2p, s, e):
     section there and weighted by that cross-section's height. Each triangle's points are
     then shifted so that their weighted mean is its centroid (exact for linear fields; a
     one-point triangle is read at its centroid)."""
-    tri, va, vb, npts, mass = _row_counts(rows[s:e], length[s:e], h, cap)
+    tri, va, vb, npts, mass = _row_counts(rows[s:e], length[s:e], h[s:e], cap)
     tl = np.arange(s, e)
     ex = p1[tl] - p0[tl]
     L = length[tl]
