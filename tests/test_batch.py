@@ -234,7 +234,7 @@ def sharded_run(library):
     """Shards 0/2 and 1/2 into one output folder, then an un-sharded re-run over it."""
     root, lib, _ = library
     out = root / "out"
-    args = [lib, "--output", out, "--parts", ",".join(map(str, PARTS)), "--export", "blend,glb,labels"]
+    args = [lib, "--output", out, "--parts", ",".join(map(str, PARTS)), "--export", "blend,glb,fbx,labels"]
     shards = [run_batch(*args, "--shard", f"{i}/2") for i in range(2)]
     rerun = run_batch(*args)
     return out, shards, rerun
@@ -297,13 +297,17 @@ def test_rerun_skips_finished_work(sharded_run):
 
 
 VERIFY_OUTPUTS = """
-import bpy, numpy as np
+import bpy, addon_utils, numpy as np
 out = sys.argv[1]
 res = {}
 bpy.ops.wm.read_homefile(use_empty=True)
 bpy.ops.import_scene.gltf(filepath=out + "/lamps/lamp_k5.glb")
 res["glb_meshes"] = sorted(o.name for o in bpy.context.scene.objects if o.type == "MESH")
 res["glb_faces"] = sum(len(o.data.polygons) for o in bpy.context.scene.objects if o.type == "MESH")
+bpy.ops.wm.read_homefile(use_empty=True)
+addon_utils.enable("io_scene_fbx", default_set=True)
+bpy.ops.import_scene.fbx(filepath=out + "/table_obj_k5.fbx")
+res["fbx_meshes"] = len([o for o in bpy.context.scene.objects if o.type == "MESH"])
 bpy.ops.wm.open_mainfile(filepath=out + "/chair_k3.blend")
 ob = bpy.data.objects["Chair"]
 res["groups"] = [g.name for g in ob.vertex_groups]
@@ -312,12 +316,13 @@ print("RESULT " + json.dumps(res))
 """
 
 
-def test_glb_has_one_node_per_part_and_blend_has_groups(sharded_run):
+def test_glb_fbx_have_one_node_per_part_and_blend_has_groups(sharded_run):
     out, _, _ = sharded_run
     res = run_bpy_script(VERIFY_OUTPUTS, out)
     lamp = np.load(out / "lamps" / "lamp_k5.labels.npy")
     assert len(res["glb_meshes"]) == len(np.unique(lamp)) >= 2
     assert res["glb_faces"] == len(lamp)
+    assert res["fbx_meshes"] == len(np.unique(np.load(out / "table_obj_k5.labels.npy")))
     chair = np.load(out / "chair_k3.labels.npy")
     assert len(res["groups"]) == len(np.unique(chair))
     assert res["has_result"]  # the saved .blend can be re-cut in the sidebar
