@@ -94,10 +94,12 @@ def run(args) -> int:
             shapes = shapes[: args.limit]
         log(f"== {name}: {len(shapes)} shapes, methods: {', '.join(m.name for m in methods)}")
         res = ev.evaluate(shapes, methods, log=log)
-        summary = ev.summarise(shapes, res["scores"])
-        report["datasets"][name] = {"summary": summary, "seconds": res["seconds"], "scores": res["scores"]}
-        print(ev.format_table(summary, f"{name} ({len(shapes)} shapes)"), flush=True)
-        print(flush=True)
+        for level, scores in [("", res["scores"])] + sorted(res["levels"].items()):
+            key = f"{name}_{level}" if level else name
+            summary = ev.summarise(shapes, scores)
+            report["datasets"][key] = {"summary": summary, "seconds": res["seconds"], "scores": scores}
+            print(ev.format_table(summary, f"{key} ({len(shapes)} shapes)"), flush=True)
+            print(flush=True)
         if args.json:  # written after every dataset, so a long run keeps what it finished
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(report, indent=1, default=str))

@@ -40,6 +40,8 @@ class EvalShape:
     vertices: np.ndarray  # (V, 3)
     faces: np.ndarray  # (T, 3)
     labels: np.ndarray  # (T,) ground-truth part per face
+    # Further ground truths of the same shape, scored on the same trees: {level: (T,) labels}.
+    other_levels: dict = None
 
 
 # ---------------------------------------------------------------------------------------
@@ -86,13 +88,15 @@ def load_coseg(root) -> list[EvalShape]:
 
 
 def procedural_set(per_category: int = 4, categories=None, seed_base: int = EVAL_SEED_BASE) -> list[EvalShape]:
-    """Held-out procedural shapes (seeds never used in training), leaf parts as ground truth."""
+    """Held-out procedural shapes (seeds never used in training), leaf parts as ground truth
+    (and the coarsest part groups as a second ground truth, level "top")."""
     out = []
     for ci, cat in enumerate(categories or CATEGORIES):
         for i in range(per_category):
             seed = seed_base + ci * 1000 + i
             s = make_shape(seed, cat)
-            out.append(EvalShape(f"{cat}/{seed}", cat, s.vertices, s.faces, s.face_leaf))
+            out.append(EvalShape(f"{cat}/{seed}", cat, s.vertices, s.faces, s.face_leaf,
+                                 {"top": s.group_labels("top")}))
     return out
 
 
@@ -191,13 +195,20 @@ def spectral_features(v: np.ndarray, f: np.ndarray, conn, dims: int = 12) -> np.
 # ---------------------------------------------------------------------------------------
 # Evaluation driver.
 
-def tree_scores(features, conn, gt, normalize: bool, ks=K_RANGE) -> dict:
+def tree_scores(features, conn, gt, normalize: bool, ks=K_RANGE, other_levels=None):
+    """{k: mIoU} for the Ward tree of `features`; with `other_levels` ({level: labels})
+    also returns {level: {k: mIoU}} scored on the same tree."""
     tree = PartTree.build(features, conn, normalize=normalize)
-    out = {}
+    levels = {"": gt, **(other_levels or {})}
+    out = {name: {} for name in levels}
     for k in ks:
         if k > tree.num_leaves:
             break
-        out[int(k)] = part_miou(gt, tree.cut(k))
+        cut = tree.cut(k)
+        for name, lab in levels.items():
+            out[name][int(k)] = part_miou(lab, cut)
+    if other_levels is None:
+        return out[""]
     return out
 
 
@@ -224,23 +235,30 @@ def baseline_methods() -> list[Method]:
 
 
 def evaluate(shapes: list[EvalShape], methods: list[Method], ks=K_RANGE, log=None) -> dict:
-    """{method: {shape name: {k: mIoU}}} plus timing."""
+    """{"scores": {method: {shape name: {k: mIoU}}}, "levels": {level: same for another
+    ground truth}, "seconds": {method: s}}."""
     results = {m.name: {} for m in methods}
+    levels: dict = {}
     times = {m.name: 0.0 for m in methods}
     for si, s in enumerate(shapes):
         conn = build_connectivity(MeshArrays.from_triangles(s.vertices, s.faces))
+        extra = s.other_levels or {}
         for m in methods:
             t0 = time.perf_counter()
             if m.features is None:
-                sc = {k: part_miou(s.labels, np.zeros(len(s.faces), np.int64)) for k in ks}
+                one = np.zeros(len(s.faces), np.int64)
+                sc = {"": {k: part_miou(s.labels, one) for k in ks}}
+                sc.update({name: {k: part_miou(lab, one) for k in ks} for name, lab in extra.items()})
             else:
-                sc = tree_scores(m.features(s, conn), conn, s.labels, m.normalize, ks)
+                sc = tree_scores(m.features(s, conn), conn, s.labels, m.normalize, ks, other_levels=extra)
             times[m.name] += time.perf_counter() - t0
-            results[m.name][s.name] = sc
+            results[m.name][s.name] = sc[""]
+            for name in extra:
+                levels.setdefault(name, {}).setdefault(m.name, {})[s.name] = sc[name]
         if log:
             log(f"[{si + 1}/{len(shapes)}] {s.name}: " + "  ".join(
                 f"{m.name} {max(results[m.name][s.name].values()):.3f}" for m in methods))
-    return {"scores": results, "seconds": times}
+    return {"scores": results, "levels": levels, "seconds": times}
 
 
 def summarise(shapes: list[EvalShape], scores: dict, ks=K_RANGE) -> dict:
