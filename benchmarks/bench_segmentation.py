@@ -3,6 +3,7 @@ and texel-aware vs the original 1000-random-point per-face features.
 
     python benchmarks/bench_segmentation.py tree [--sizes 10000 20000 50000 100000 200000 500000] [--dims 64 448]
     python benchmarks/bench_segmentation.py features [--meshes chairs/102 chairs/22]
+    python benchmarks/bench_segmentation.py sklearn [--faces 200000 --dim 448]
 
 `tree` runs every (faces, feature dim) in a fresh subprocess so peak memory (max RSS) is per
 case. Meshes are closed tori of the requested face count with a lumpy profile; features are
@@ -120,6 +121,40 @@ def run_tree(args):
     return rows
 
 
+def run_sklearn(args):
+    """scikit-learn's structured ward_tree on the same mesh and features, and partition equality."""
+    import torch
+
+    torch.set_num_threads(1)
+    from sklearn.cluster import ward_tree
+    from sklearn.cluster._agglomerative import _hc_cut
+
+    from model_runtime.connectivity import build_connectivity
+    from model_runtime.mesh import MeshArrays
+    from model_runtime.normalization import Normalization
+    from model_runtime.part_tree import PartTree, normalize_rows
+
+    v, f = torus(args.faces)
+    mesh = MeshArrays.from_triangles(v, f)
+    vn = Normalization.from_mesh(mesh).apply(mesh.vertices)
+    feats = field_features(mesh.polygon_centers(vn), args.dim)
+    con = build_connectivity(mesh, vertices=vn)
+    t = time.perf_counter()
+    tree = PartTree.build(feats, con)
+    ours = time.perf_counter() - t
+    ours_rss = rss_mb()
+    x = normalize_rows(feats)
+    t = time.perf_counter()
+    children = ward_tree(x, connectivity=con.matrix)[0]
+    theirs = time.perf_counter() - t
+    same = all(len(set(zip(_hc_cut(k, children, mesh.num_polygons).tolist(), tree.cut(k).tolist()))) == k
+               for k in range(2, 21))
+    row = {"faces": mesh.num_polygons, "dim": args.dim, "ours_s": ours, "ours_peak_rss_mb": ours_rss,
+           "sklearn_s": theirs, "peak_rss_mb_after_sklearn": rss_mb(), "same_k2_20": same}
+    print(json.dumps(row))
+    return [row]
+
+
 def stand_in_released():
     import torch
 
@@ -189,9 +224,12 @@ def main(argv=None):
     f = sub.add_parser("features")
     f.add_argument("--meshes", nargs="+", default=["chairs/102", "chairs/22"])
     f.add_argument("--threads", type=int, default=2)
+    c = sub.add_parser("sklearn")
+    c.add_argument("--faces", type=int, default=200_000)
+    c.add_argument("--dim", type=int, default=448)
     p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args(argv)
-    rows = run_tree(args) if args.what == "tree" else run_features(args)
+    rows = {"tree": run_tree, "features": run_features, "sklearn": run_sklearn}[args.what](args)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0
