@@ -44,15 +44,17 @@ class StageBar:
         self.stage = None
         self.t0 = time.perf_counter()
         self.last = -1
+        self.drawn = 0.0
 
     def __call__(self, stage, fraction):
         if stage != self.stage:
             self.finish()
             self.stage, self.t0, self.last = stage, time.perf_counter(), -1
         pct = int(fraction * 100)
-        if pct == self.last:
-            return
-        self.last = pct
+        now = time.perf_counter()
+        if pct == self.last or (0 < pct < 100 and now - self.drawn < 0.2):
+            return  # redraw at most 5 times a second
+        self.last, self.drawn = pct, now
         filled = int(self.width * fraction)
         self.stream.write(f"\r{stage:>13} [{'#' * filled}{'.' * (self.width - filled)}] {pct:3d}% "
                           f"{time.perf_counter() - self.t0:6.1f}s")
@@ -152,5 +154,6 @@ def run(args) -> int:
         result.save(out / f"{name}.partfield.npz")
     for w in doc["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
-    print(f"{name}: {result.num_polygons:,} polygons -> parts {ks[0]}..{ks[-1]} written to {out}")
+    span = f"{ks[0]}" if len(ks) == 1 else f"{ks[0]}..{ks[-1]}"
+    print(f"{name}: {result.num_polygons:,} polygons -> parts {span} written to {out}")
     return 0
