@@ -110,3 +110,30 @@ def test_point_cloud_kmeans():
     assert labs[2].shape == (600,) and len(set(labs[3].tolist())) == 3
     with pytest.raises(InputError):
         segment_points(np.zeros((1, 3)), RandomTriplaneField())
+
+
+def test_thousands_of_loose_pieces_end_to_end():
+    from test_connectivity import scattered_tetrahedra
+
+    mesh = scattered_tetrahedra(3000, seed=7)
+    res = segment_mesh(mesh, RandomTriplaneField(), SegmentOptions(num_points=5000))
+    assert res.metadata["pieces"] == 3000 and res.metadata["bridges"] == 2999
+    assert len(set(res.labels(20).tolist())) == 20
+
+
+def test_messy_mesh_is_handled_with_warnings():
+    # a strip of quads plus: a duplicate face, a zero-area face, a 2-corner face, a fin on a
+    # non-manifold edge, an unused vertex
+    from test_connectivity import grid
+
+    v, q = grid(8, 2)
+    n = len(v)
+    v = np.r_[v, [[0, 0, 1.0], [50, 50, 50]]]
+    polys = [list(p) for p in q] + [list(q[0]), [0, 1, 1], [2, 3], [0, 3, n]]
+    mesh = MeshArrays.from_polygons(v, polys)
+    res = segment_mesh(mesh, RandomTriplaneField(), SegmentOptions(num_points=3000))
+    warnings = " ".join(res.metadata["warnings"])
+    assert "not used" in warnings and "duplicate" in warnings and "zero area" in warnings
+    assert res.metadata["non_manifold_edges"] >= 1
+    assert res.labels(3).shape == (len(polys),)
+    assert np.isfinite(res.features.astype(np.float64)).all()
