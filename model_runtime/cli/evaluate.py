@@ -26,7 +26,7 @@ def add_parser(subparsers, help_line: str) -> None:
     p.add_argument("--checkpoint", help="model file (.safetensors/.ckpt/.pt); default: the bundled model")
     p.add_argument("--dataset", default="all", choices=["procedural", "coseg", "all"])
     p.add_argument("--coseg-dir", default=str(DEFAULT_COSEG), help="COSEG subset folder")
-    p.add_argument("--per-category", type=int, default=4, help="held-out procedural shapes per category")
+    p.add_argument("--per-category", type=int, default=3, help="held-out procedural shapes per category")
     p.add_argument("--methods", default=",".join(ALL_METHODS),
                    help=f"comma-separated subset of {','.join(ALL_METHODS)}")
     p.add_argument("--points", type=int, help="input points per shape (default: the model's num_points)")
