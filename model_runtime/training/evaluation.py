@@ -184,7 +184,8 @@ def spectral_features(v: np.ndarray, f: np.ndarray, conn, dims: int = 12) -> np.
     dinv = 1 / np.sqrt(np.maximum(deg, 1e-12))
     L = sp.identity(t) - sp.diags(dinv) @ W @ sp.diags(dinv)
     k = min(dims + 1, t - 2)
-    vals, vecs = eigsh(L.tocsc(), k=k, sigma=-1e-2, which="LM", tol=1e-6, maxiter=5000)
+    v0 = np.random.default_rng(0).random(t)  # fixed start vector: reproducible eigenvectors
+    vals, vecs = eigsh(L.tocsc(), k=k, sigma=-1e-2, which="LM", tol=1e-6, maxiter=5000, v0=v0)
     order = np.argsort(vals)
     vals, vecs = vals[order][1:], vecs[:, order][:, 1:]
     vecs = vecs * dinv[:, None]
