@@ -98,8 +98,11 @@ def ward_merges(x, connectivity, progress=None, cancel=None, overwrite=False):
     colbuf = np.empty(64, np.intp)
     resbuf = np.empty(64)
     live = p  # clusters alive
+    live_edges = len(heap)
     for k in range(p, n_nodes):
-        if len(heap) > 8 * live + 1024:  # mostly stale entries: drop them in one C-speed pass
+        # Mostly stale entries: drop them in one pass (the pop order of live ones is unchanged).
+        # Amortised O(1) per push: after a pass the heap holds exactly the live edges.
+        if len(heap) > 2 * live_edges + 1024:
             heap = [e for e in heap if alive[e[1] // n_nodes] and alive[e[1] % n_nodes]]
             heapify(heap)
         live -= 1
@@ -119,9 +122,11 @@ def ward_merges(x, connectivity, progress=None, cancel=None, overwrite=False):
         sums[si] += sums[sj]
         count[si] += count[sj]
         slot[k] = si
+        live_edges -= len(nbrs[i]) + len(nbrs[j]) - 1
         nb = nbrs[i] | nbrs[j]
         nb.discard(i)
         nb.discard(j)
+        live_edges += len(nb)
         nbrs[i] = nbrs[j] = None
         nbrs[k] = nb
         if nb:
