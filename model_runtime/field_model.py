@@ -15,6 +15,7 @@ from .network import decode_from_table, triplane_table
 
 MIN_POINTS = 16
 DEFAULT_DECODE_MEMORY_MB = 512
+DECODE_CHUNK_BYTES = 16 * 2**20
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL_FILE = "partfield_small.safetensors"
 
@@ -151,7 +152,9 @@ class FieldModel:
             return out
         budget = (max_memory_mb or DEFAULT_DECODE_MEMORY_MB) * 2**20
         per_query = 4 * f * 2 + 200  # result + its host copy, corner rows and weights
-        chunk = int(max(1024, min(len(q), budget // per_query)))
+        # Chunks of ~16 MB of features stay below glibc's mmap threshold, so the allocator
+        # reuses the same pages instead of faulting fresh ones in for every chunk.
+        chunk = int(max(1024, min(len(q), budget // per_query, DECODE_CHUNK_BYTES // (4 * f))))
         use_table = self.device.type != "mps"  # embedding_bag with weights is not on every MPS build
         try:
             with torch.inference_mode():
