@@ -265,3 +265,18 @@ class Trainer:
         finally:
             logf.close()
         return {"step": self.step, "elapsed_min": self.elapsed / 60}
+
+
+def average_compact(paths, out, metadata: dict | None = None) -> Path:
+    """Average the weights of several compact exports of one run (e.g. the last checkpoints
+    of the cosine tail) into one compact file."""
+    from ..checkpoint import load_weights, save_compact
+
+    loaded = [load_weights(p) for p in paths]
+    keys = loaded[0].state_dict.keys()
+    avg = {k: torch.stack([w.state_dict[k].float() for w in loaded]).mean(0) for k in keys}
+    meta = dict(loaded[-1].metadata)
+    meta.pop("format", None)
+    meta.pop("partfield_config", None)
+    meta.update({"averaged_checkpoints": [str(Path(p).name) for p in paths], **(metadata or {})})
+    return save_compact(out, avg, loaded[-1].config, meta)
