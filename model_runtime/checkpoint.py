@@ -320,11 +320,19 @@ def check_state_dict(state: dict, model: torch.nn.Module, source: str = "checkpo
         raise CheckpointError(
             f"{source} does not fit the network: {len(wrong)} tensors have the wrong shape ({'; '.join(wrong[:3])})"
         )
-    bad = [k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    bad = [k for k, t in state.items() if t.is_floating_point() and not _all_finite(t)]
     if bad:
         raise CheckpointError(
             f"{source} contains NaN or infinite weights in {len(bad)} tensors (first: {', '.join(bad[:3])})"
         )
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """Exact finiteness check. Fast path: a finite sum means no NaN or inf (an overflowing sum
+    of finite values falls through to the elementwise check)."""
+    if bool(torch.isfinite(t.sum())):
+        return True
+    return bool(torch.isfinite(t).all())
 
 
 def build_network(weights: LoadedWeights, source: str = "checkpoint"):
@@ -339,8 +347,9 @@ def build_network(weights: LoadedWeights, source: str = "checkpoint"):
     state = dict(weights.state_dict)
     if not weights.config.dead_modules:
         state = {k: v for k, v in state.items() if not k.startswith(DEAD_PREFIXES)}
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     check_state_dict(state, net, source)
-    net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
+    net.load_state_dict(state, strict=True, assign=True)
     return net.eval()
 
 
