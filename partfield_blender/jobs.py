@@ -24,6 +24,7 @@ class ModelSpec:
 
     path: str | None = None
     device: str = "auto"
+    precision: str = "auto"
     max_memory_mb: int | None = None
     options: dict = field(default_factory=dict)
 
@@ -74,7 +75,7 @@ def load_model(spec: ModelSpec):
     """The model for `spec`, from the per-process cache (`model_runtime.field_model.get_model`)."""
     from model_runtime.field_model import get_model
 
-    return get_model(spec.path, device=spec.device)
+    return get_model(spec.path, device=spec.device, precision=spec.precision)
 
 
 def _options(spec: ModelSpec):

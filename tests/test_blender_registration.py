@@ -1,4 +1,5 @@
-"""The enabled add-on registers every part: panel, operators, preferences and the download UI."""
+"""The enabled add-on registers every part: panel, operators, preferences and the download UI;
+the precision preference reaches the loaded model."""
 import os
 import subprocess
 import sys
@@ -34,6 +35,19 @@ SCRIPT = textwrap.dedent("""
     finally:
         ui.draw = original
     assert drawn, "preferences did not draw the download section"
+    # The precision preference reaches the loaded model.
+    import torch
+    from model_runtime.device import cpu_supports_bf16
+    prefs = ext_helpers.prefs()
+    prefs.device = "cpu"
+    prefs_mod = ext_helpers.addon_module("preferences")
+    jobs = ext_helpers.addon_module("jobs")
+    assert jobs.load_model(prefs_mod.model_spec_from_prefs(prefs)).dtype == torch.float32
+    if cpu_supports_bf16():
+        prefs.precision = "bf16"
+        spec = prefs_mod.model_spec_from_prefs(prefs)
+        assert spec.precision == "bf16"
+        assert jobs.load_model(spec).dtype == torch.bfloat16
     import addon_utils
     addon_utils.disable(ext_helpers.ADDON)
     assert not hasattr(bpy.types, "PARTFIELD_OT_download_weights")
