@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"outputs, comma separated or repeated: {', '.join(plan.EXPORTS)} (default blend,labels)")
     p.add_argument("--checkpoint", metavar="PATH", help="model weights (.safetensors/.ckpt/.pt); default: bundled model")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="network precision: auto (fp16 on CUDA, fp32 elsewhere), fp32, bf16 (CPUs with "
+                        "AVX512-BF16/AMX, CUDA), fp16 (CUDA, MPS)")
     p.add_argument("--objects", default="*", metavar="PATTERN",
                    help="mesh objects to segment: '*' (all, default) or fnmatch name pattern(s), comma separated")
     p.add_argument("--use-modifiers", action="store_true", help="segment the evaluated mesh (modifiers applied)")
@@ -143,6 +146,7 @@ class Settings:
             "format": plan.OUTPUT_FORMAT_VERSION, "key": key, "parts": self.parts, "mode": a.mode,
             "exports": self.exports, "checkpoint": ckpt, "objects": a.objects,
             "use_modifiers": a.use_modifiers, "points": a.points, "seed": a.seed, "extra": self.extra,
+            "precision": a.precision,
         })
 
 
@@ -306,7 +310,8 @@ class Runtime:
         self.writers = importlib.import_module(f"{addon}.writers")
         self.storage = importlib.import_module(f"{addon}.storage")
         a = settings.args
-        self.spec = self.jobs.ModelSpec(path=settings.checkpoint, device=a.device, options=self._option_overrides())
+        self.spec = self.jobs.ModelSpec(path=settings.checkpoint, device=a.device, precision=a.precision,
+                                        options=self._option_overrides())
         self._model = None
         self.model_info: dict = {}
 
