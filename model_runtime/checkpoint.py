@@ -128,9 +128,6 @@ def _opaque_global(module, name):
     qualname = f"{module}.{name}"
 
     class Opaque:
-        def __init__(self, *args, **kwargs):
-            self.qualname = qualname
-
         def __new__(cls, *args, **kwargs):
             obj = object.__new__(cls)
             obj.qualname = qualname
@@ -294,7 +291,7 @@ def infer_config(state: dict) -> PartFieldConfig:
         out_channels=up.shape[1],
         sdf_channels=released.sdf_channels if dead else 0,
     )
-    if cfg.to_dict() == {**released.to_dict()}:
+    if cfg == released:
         return released
     return cfg
 

@@ -15,6 +15,18 @@ def mesh_counts(me) -> tuple[int, int, int]:
     return len(me.vertices), len(me.polygons), len(me.loops)
 
 
+def typed_attribute(me, name: str, data_type: str, domain: str):
+    """Mesh attribute `name` of the given type and domain; a same-named one of another type or
+    domain is replaced, a missing one created."""
+    attr = me.attributes.get(name)
+    if attr is not None and (attr.domain != domain or attr.data_type != data_type):
+        me.attributes.remove(attr)
+        attr = None
+    if attr is None:
+        attr = me.attributes.new(name, data_type, domain)
+    return attr
+
+
 def read_arrays(me) -> dict[str, np.ndarray]:
     """Raw arrays of a bpy Mesh: vertices (V,3) f32, loop_starts (P,), loop_totals (P,), loop_vertices (L,)."""
     nv, npoly, nloop = mesh_counts(me)

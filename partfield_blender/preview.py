@@ -49,12 +49,9 @@ def _loop_polygons(me) -> np.ndarray:
 
 def ensure_attribute(me):
     """The preview colour attribute of a mesh, created when missing, made the active colour."""
-    attr = me.attributes.get(ATTRIBUTE)
-    if attr is not None and (attr.domain != "CORNER" or attr.data_type != "FLOAT_COLOR"):
-        me.attributes.remove(attr)
-        attr = None
-    if attr is None:
-        attr = me.attributes.new(ATTRIBUTE, "FLOAT_COLOR", "CORNER")
+    from .mesh_data import typed_attribute
+
+    typed_attribute(me, ATTRIBUTE, "FLOAT_COLOR", "CORNER")
     colors = me.color_attributes
     if colors.active_color_name != ATTRIBUTE:
         colors.active_color_name = ATTRIBUTE

@@ -85,19 +85,15 @@ def remove_vertex_groups(obj) -> int:
 # --------------------------------------------------------------------------- face attribute + face sets
 def write_face_attribute(obj, labels, face_sets: bool = True) -> None:
     """Integer FACE attribute `partfield_part` (= label) and sculpt face sets (= label + 1)."""
+    from .mesh_data import typed_attribute
+
     labels = _check_labels(obj, labels)
     me = obj.data
     values = labels.astype(np.int32)
     for name, data in ((FACE_ATTRIBUTE, values), (FACE_SET_ATTRIBUTE, values + 1)):
         if name == FACE_SET_ATTRIBUTE and not face_sets:
             continue
-        attr = me.attributes.get(name)
-        if attr is not None and (attr.domain != "FACE" or attr.data_type != "INT"):
-            me.attributes.remove(attr)
-            attr = None
-        if attr is None:
-            attr = me.attributes.new(name, "INT", "FACE")
-        attr.data.foreach_set("value", data)
+        typed_attribute(me, name, "INT", "FACE").data.foreach_set("value", data)
     me.update()
 
 
