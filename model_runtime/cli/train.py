@@ -26,6 +26,9 @@ def add_parser(subparsers, help_line: str) -> None:
     p.add_argument("--checkpoint-minutes", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (default 1: on a shared 2-core machine one thread is fastest)")
+    p.add_argument("--welded-fraction", type=float, default=0.5,
+                   help="share of non-organic training shapes meshed as one welded surface (default 0.5; "
+                        "the rest are loose pieces, one per primitive)")
     p.add_argument("--export", metavar="PATH", help="also write the compact fp16 model here at the end")
     p.set_defaults(func=run)
 
@@ -39,7 +42,8 @@ def run(args) -> int:
     opts = TrainOptions(out=args.out, config=args.config, steps=args.steps, minutes=args.minutes,
                         device=args.device, resume=args.resume, seed=args.seed, batch=args.batch,
                         n_input=args.points, n_query=args.queries, lr=args.lr,
-                        checkpoint_minutes=args.checkpoint_minutes, threads=args.threads)
+                        checkpoint_minutes=args.checkpoint_minutes, threads=args.threads,
+                        welded_fraction=args.welded_fraction)
     trainer = Trainer(opts, log=lambda s: print(s, flush=True))
     print(f"training {trainer.cfg.name} on {trainer.device} "
           f"({sum(p.numel() for p in trainer.net.parameters()):,} parameters) -> {args.out}", flush=True)

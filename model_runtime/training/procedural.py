@@ -146,8 +146,10 @@ def _orientation(rng) -> np.ndarray:
 
 
 def make_shape(seed: int, category: str | None = None, welded: bool | None = None,
-               orient: bool = True) -> PartShape:
-    """One procedural shape, fully determined by (seed, category, welded, orient)."""
+               orient: bool = True, welded_fraction: float = 0.35) -> PartShape:
+    """One procedural shape, fully determined by (seed, category, welded, orient,
+    welded_fraction). `welded_fraction`: chance that a non-organic shape (when `welded` is
+    None) is meshed as one welded surface rather than loose pieces; organic ones always are."""
     rng = np.random.default_rng(seed)
     if category is None:
         category = _CAT_NAMES[rng.choice(len(_CAT_NAMES), p=_CAT_P)]
@@ -158,7 +160,7 @@ def make_shape(seed: int, category: str | None = None, welded: bool | None = Non
         p.pos = p.pos + rng.normal(scale=0.01 * ext, size=3)
         p.rot = rot_axis(rng.normal(size=3), np.deg2rad(rng.normal(scale=1.5))) @ p.rot
     if welded is None:
-        welded = asm.organic or rng.random() < 0.35
+        welded = asm.organic or rng.random() < welded_fraction
     if welded:
         lo = np.min([p.world_bounds()[0] for p in asm.prims], axis=0)
         hi = np.max([p.world_bounds()[1] for p in asm.prims], axis=0)

@@ -58,6 +58,7 @@ class TrainOptions:
     grad_clip: float = 1.0
     checkpoint_minutes: float = 3.0
     threads: int = 1
+    welded_fraction: float = 0.5  # non-organic training shapes meshed as one welded surface
     log_every: int = 10
     loss: LossConfig = field(default_factory=LossConfig)
 
@@ -71,11 +72,11 @@ def shape_seed(seed: int, step: int, index: int, batch: int) -> int:
     return (seed * 7919 + step * batch + index) % 10**9
 
 
-def make_batch(seed: int, step: int, batch: int, n_input: int, n_query: int):
+def make_batch(seed: int, step: int, batch: int, n_input: int, n_query: int, welded_fraction: float = 0.35):
     """(input points (B,N,3), queries (B,Q,3), labels (B,Q), proposals list[(P,L) bool])."""
     pins, qs, labs, props = [], [], [], []
     for b in range(batch):
-        shape = make_shape(shape_seed(seed, step, b, batch))
+        shape = make_shape(shape_seed(seed, step, b, batch), welded_fraction=welded_fraction)
         rng = np.random.default_rng([seed, step, b, 17])
         pin, q, lab = sample_points(shape, n_input, n_query, rng)
         pins.append(pin)
@@ -182,7 +183,7 @@ class Trainer:
     def train_step(self) -> dict:
         o = self.opts
         t0 = time.perf_counter()
-        batch = make_batch(o.seed, self.step, o.batch, self.n_input, o.n_query)
+        batch = make_batch(o.seed, self.step, o.batch, self.n_input, o.n_query, o.welded_fraction)
         t_data = time.perf_counter() - t0
         gen = torch.Generator(device="cpu")
         gen.manual_seed(o.seed * 1_000_003 + self.step)
@@ -223,7 +224,8 @@ class Trainer:
             "training_minutes": round(self.elapsed / 60, 2),
             "training_seed": o.seed,
             "training_recipe": {"batch": o.batch, "n_input": self.n_input, "n_query": o.n_query, "lr": o.lr,
-                                "loss": dataclasses.asdict(o.loss), "data": "model_runtime.training.procedural"},
+                                "loss": dataclasses.asdict(o.loss), "data": "model_runtime.training.procedural",
+                                "welded_fraction": o.welded_fraction},
             "temperature": float(self.temp().detach()),
         }
 
