@@ -13,6 +13,7 @@ from .connectivity import DEFAULT_BRIDGE, DEFAULT_WELD_TOLERANCE, build_connecti
 from .errors import Cancelled, InputError
 from .face_features import DEFAULT_MAX_MEMORY_MB, DEFAULT_RANDOM_SAMPLES, DEFAULT_SPACING, polygon_features
 from .normalization import Normalization
+from .part_embedding import DEFAULT_CLUSTERING, part_embedding
 from .part_tree import PartTree, kmeans_labels
 from .result import SegmentationResult
 from .sampling import DEFAULT_NUM_POINTS, sample_mesh
@@ -34,6 +35,7 @@ class SegmentOptions:
     weld_tolerance: float = DEFAULT_WELD_TOLERANCE
     bridge: str = DEFAULT_BRIDGE
     features_fp16: bool = False  # keep features as float16 in the result (half the size)
+    clustering: str = DEFAULT_CLUSTERING  # "fused" (features + creases + loose pieces) or "features"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -138,7 +140,11 @@ def segment_mesh(mesh, model, options: SegmentOptions | None = None, progress=No
 
     t = time.perf_counter()
     rep("part tree", 0.0)
-    tree = PartTree.build(features, con, progress=rep.stage("part tree"), cancel=cancel)
+    cluster_stats = {}
+    space = part_embedding(features, mesh, con, vertices=v, method=options.clustering, stats=cluster_stats)
+    rep.check()
+    tree = PartTree.build(space, con, normalize=False, progress=rep.stage("part tree"), cancel=cancel)
+    del space
     rep("part tree", 1.0)
     timings["tree_s"] = time.perf_counter() - t
 
@@ -151,6 +157,7 @@ def segment_mesh(mesh, model, options: SegmentOptions | None = None, progress=No
         "num_vertices": mesh.num_vertices,
         "query_points": stats.get("points"),
         "pieces": con.num_components,
+        "clustering": cluster_stats.get("clustering", options.clustering),
         "bridges": int(len(con.bridges)),
         "non_manifold_edges": con.non_manifold_edges,
         "welded_vertices": con.welded_vertices,

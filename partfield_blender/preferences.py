@@ -30,6 +30,11 @@ PRECISION_CHOICES = (
              "about 1.8x faster on such CPUs, features within cosine 0.9999 of fp32"),
     ("fp16", "Half (fp16)", "Half precision; CUDA and MPS only"),
 )
+CLUSTERING_CHOICES = (
+    ("fused", "Features + Geometry", "Cluster the network's features together with the mesh's concave creases "
+              "and its loose pieces (recommended)"),
+    ("features", "Features Only", "Cluster the network's features alone, as in the PartField paper"),
+)
 
 
 def weights_folder(create: bool = False) -> str:
@@ -75,6 +80,10 @@ class PartFieldPreferences(AddonPreferences):
         name="Precision", items=PRECISION_CHOICES, default="auto", update=_free_models,
         description="Arithmetic precision of the network pass",
     )
+    clustering: EnumProperty(
+        name="Part Tree From", items=CLUSTERING_CHOICES, default="fused",
+        description="What the part tree is built on (applies to the next Compute)",
+    )
     decode_memory_mb: IntProperty(
         name="Decode Memory Limit", default=2048, min=128, soft_max=16384, subtype="NONE",
         description="Upper bound in MB for memory used while decoding per-face features "
@@ -89,6 +98,7 @@ class PartFieldPreferences(AddonPreferences):
             col.prop(self, "custom_path")
         col.prop(self, "device")
         col.prop(self, "precision")
+        col.prop(self, "clustering")
         col.prop(self, "decode_memory_mb")
         box = layout.box()
         for i, line in enumerate(describe_lines(self)):
@@ -136,7 +146,8 @@ def model_spec_from_prefs(prefs):
     if prefs is None:
         return ModelSpec()
     return ModelSpec(path=model_path(prefs), device=prefs.device, precision=prefs.precision,
-                     max_memory_mb=prefs.decode_memory_mb)
+                     max_memory_mb=prefs.decode_memory_mb,
+                     options={"clustering": getattr(prefs, "clustering", "fused")})
 
 
 def model_spec_from_context(context=None):

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 DEFAULT_COSEG = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "coseg_subset"
-ALL_METHODS = ["model", "untrained", "one_part", "ward_posnormal", "spectral"]
+ALL_METHODS = ["model", "model_features", "untrained", "one_part", "ward_posnormal", "spectral"]
 
 
 def add_parser(subparsers, help_line: str) -> None:
@@ -55,13 +55,15 @@ def _methods(args, log):
         raise SystemExit(f"unknown methods: {', '.join(unknown)}")
     methods, info = [], {}
     cfg = PartFieldConfig.small()
-    if "model" in wanted:
+    if "model" in wanted or "model_features" in wanted:
         model = FieldModel.load(args.checkpoint, device=args.device, precision="fp32")
         cfg = model.config
         info["model"] = model.describe()
         info["model"]["metadata"] = {k: v for k, v in model.metadata.items() if k != "partfield_config"}
-        methods.append(ev.model_method("model", model, args.points or cfg.num_points, args.face_samples,
-                                       args.face_method))
+        for name, clustering in (("model", "fused"), ("model_features", "features")):
+            if name in wanted:
+                methods.append(ev.model_method(name, model, args.points or cfg.num_points, args.face_samples,
+                                               args.face_method, clustering))
     if "untrained" in wanted:
         torch.manual_seed(0)
         net = PartFieldNet(cfg)

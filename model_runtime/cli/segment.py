@@ -84,6 +84,9 @@ def add_parser(subparsers, help_line):
     p.add_argument("--no-weld", action="store_true", help="do not weld coincident vertices (UV seams)")
     p.add_argument("--bridge", default="spanning_tree", choices=["chain", "knn_mst", "spanning_tree"],
                    help="how loose pieces are joined (default spanning_tree)")
+    p.add_argument("--clustering", default="fused", choices=["fused", "features"],
+                   help="part tree from the features fused with creases and loose pieces (default) "
+                        "or from the features alone (as in the paper)")
     p.add_argument("--save-result", action="store_true", help="also write <name>.partfield.npz (features + tree)")
     p.add_argument("--no-mesh", action="store_true", help="skip the coloured .ply files")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -119,7 +122,7 @@ def run(args) -> int:
     options = SegmentOptions(
         num_points=args.points, seed=args.seed, feature_method=args.features,
         samples_per_face=args.samples_per_face, max_memory_mb=args.max_memory_mb or DEFAULT_MAX_MEMORY_MB,
-        weld=not args.no_weld, bridge=args.bridge,
+        weld=not args.no_weld, bridge=args.bridge, clustering=args.clustering,
     )
     try:
         result = segment_mesh(mesh, model, options, progress=bar)

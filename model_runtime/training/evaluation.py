@@ -6,9 +6,12 @@ k = 2..20 cut of the part tree. Reported per shape as "best of k" (max over k), 
 dataset at one fixed k (the single k with the best dataset mean, named in the report).
 
 Methods, all ending in Ward on the face adjacency (`part_tree.PartTree`):
-- `model`: per-face features of a PartField network (mean of the field at random points
-  of each face), L2-normalised;
-- `untrained`: the same network architecture with random weights (control);
+- `model`: per-face features of a PartField network (the runtime's texel quadrature), in the
+  runtime's default clustering space (`part_embedding`, "fused": the L2-normalised features
+  with a crease- and feature-weighted spectral embedding, pulled together per loose piece);
+- `model_features`: the same features alone, L2-normalised (the paper's clustering input);
+- `untrained`: the same network architecture with random weights, fused like `model`
+  (control: what the clustering gets without training);
 - `ward_posnormal`: face centre and normal;
 - `spectral`: Laplacian eigenvectors of the face graph (concave edges weigh less);
 - `one_part`: every face in one part (no tree).
@@ -25,6 +28,7 @@ from scipy.sparse.linalg import eigsh
 
 from ..connectivity import build_connectivity
 from ..mesh import MeshArrays
+from ..part_embedding import DEFAULT_CLUSTERING, part_embedding
 from ..part_tree import PartTree
 from .procedural import make_shape, normalisation, sample_surface
 from .shapes import CATEGORIES
@@ -222,9 +226,15 @@ class Method:
         self.normalize = normalize
 
 
-def model_method(name: str, model, n_points: int, face_samples: int = 4, face_method: str = "quadrature") -> Method:
-    return Method(name, lambda s, conn: network_face_features(model, s.vertices, s.faces, n_points, face_samples,
-                                                              method=face_method))
+def model_method(name: str, model, n_points: int, face_samples: int = 4, face_method: str = "quadrature",
+                 clustering: str = DEFAULT_CLUSTERING) -> Method:
+    """The network's per-face features in the runtime's clustering space (`part_embedding`:
+    "fused" by default, or "features" alone as in the paper)."""
+    def features(s, conn):
+        f = network_face_features(model, s.vertices, s.faces, n_points, face_samples, method=face_method)
+        return part_embedding(f, MeshArrays.from_triangles(s.vertices, s.faces), conn, method=clustering)
+
+    return Method(name, features, normalize=False)
 
 
 def baseline_methods() -> list[Method]:

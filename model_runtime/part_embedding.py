@@ -1,0 +1,185 @@
+"""The space the part tree clusters in: the network's per-polygon features, optionally
+fused with two geometric cues that a feature field alone does not see.
+
+- "features": the L2-normalised network features (the paper's clustering input).
+- "fused" (default): the normalised features, concatenated with a spectral embedding of the
+  polygon graph whose edge weights fall both where the features change and at concave
+  creases (parts meet at concave seams), and, on meshes of several loose pieces, pulled
+  towards the mean of their piece (a loose piece rarely holds more than one part).
+
+Everything is vectorised over the graph's edges; the spectral step is one sparse
+shift-invert eigensolve (`scipy.sparse.linalg.eigsh`).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import eigsh
+
+from .errors import InputError
+from .part_tree import normalize_rows
+
+CLUSTERING_METHODS = ("fused", "features")
+DEFAULT_CLUSTERING = "fused"
+SPECTRAL_DIMS = 12
+CONVEX_FACTOR = 0.1  # convex creases count this much of a concave one of the same angle
+PIECE_PULL = 0.8  # share of a polygon's vector replaced by its loose piece's mean
+MIN_WEIGHT = 1e-3  # edge weights are clipped here so the Laplacian stays well conditioned
+EXACT_LIMIT = 30_000  # above this many polygons the eigenproblem is solved on a coarse graph
+COARSE_NODES = 8_000
+SMOOTHING_STEPS = 12
+
+
+def polygon_normals(mesh, vertices=None) -> np.ndarray:
+    """(P,3) unit normals: area-weighted sum of each polygon's triangle normals."""
+    tris, t2p = mesh.triangulate()
+    v = np.asarray(mesh.vertices if vertices is None else vertices, dtype=np.float64)
+    a, b, c = v[tris[:, 0]], v[tris[:, 1]], v[tris[:, 2]]
+    cross = np.cross(b - a, c - a)
+    n = np.stack([np.bincount(t2p, weights=cross[:, i], minlength=mesh.num_polygons) for i in range(3)], 1)
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
+
+
+def graph_edges(connectivity) -> tuple[np.ndarray, np.ndarray]:
+    """Unique polygon pairs (i < j) of a `Connectivity` (or a symmetric sparse matrix)."""
+    m = sp.triu(getattr(connectivity, "matrix", connectivity), 1).tocoo()
+    return m.row.astype(np.int64), m.col.astype(np.int64)
+
+
+def crease_weights(centers, normals, i, j, convex_factor=CONVEX_FACTOR) -> np.ndarray:
+    """(E,) weights in (0,1]: exp(-d / mean d), d = (1 - cos dihedral), scaled down by
+    `convex_factor` where the crease is convex, so concave seams weigh least."""
+    cos = np.clip(np.einsum("ij,ij->i", normals[i], normals[j]), -1.0, 1.0)
+    concave = np.einsum("ij,ij->i", centers[j] - centers[i], normals[i]) > 1e-9
+    d = np.where(concave, 1.0, convex_factor) * (1.0 - cos)
+    return np.exp(-d / max(float(d.mean()), 1e-6)) if d.size else d
+
+
+def feature_weights(x, i, j) -> np.ndarray:
+    """(E,) weights in (0,1]: exp(-|x_i - x_j|^2 / mean over edges)."""
+    diff = x[i] - x[j]
+    d = np.einsum("ij,ij->i", diff, diff)
+    return np.exp(-d / max(float(d.mean()), 1e-12)) if d.size else d
+
+
+def _weight_matrix(i, j, w, n):
+    return sp.coo_matrix((np.concatenate([w, w]), (np.concatenate([i, j]), np.concatenate([j, i]))),
+                         shape=(n, n)).tocsr()
+
+
+def _random_walk_eigenvectors(W, k):
+    """Smallest `k` eigenpairs of the normalised Laplacian of `W`, returned as random-walk
+    eigenvectors (D^-1/2 u), ascending; the trivial first one dropped."""
+    n = W.shape[0]
+    deg = np.asarray(W.sum(1)).ravel()
+    dinv = 1.0 / np.sqrt(np.maximum(deg, 1e-12))
+    lap = (sp.identity(n, format="csr") - sp.diags(dinv) @ W @ sp.diags(dinv)).tocsc()
+    v0 = np.random.default_rng(0).random(n)  # fixed start vector: reproducible results
+    vals, vecs = eigsh(lap, k=k, sigma=-1e-2, which="LM", tol=1e-6, maxiter=5000, v0=v0)
+    order = np.argsort(vals)
+    return vals[order][1:], vecs[:, order][:, 1:] * dinv[:, None]
+
+
+def coarse_cells(W, lengths, n_cells, areas=None, seed=0) -> np.ndarray:
+    """(n,) cell of each node: graph Voronoi cells around `n_cells` seed nodes (drawn with
+    probability ~ area), grown along edge `lengths` (a sparse matrix like `W`)."""
+    from scipy.sparse.csgraph import dijkstra
+
+    n = W.shape[0]
+    p = None if areas is None else np.maximum(areas, 1e-30) / np.maximum(areas, 1e-30).sum()
+    seeds = np.random.default_rng(seed).choice(n, size=min(n_cells, n), replace=False, p=p)
+    _, _, source = dijkstra(lengths, directed=False, indices=seeds, min_only=True, return_predecessors=True)
+    cell_of_seed = np.full(n, -1, np.int64)
+    cell_of_seed[seeds] = np.arange(seeds.size)
+    cells = cell_of_seed[np.maximum(source, 0)]
+    cells[source < 0] = 0  # unreachable (never on a bridged graph)
+    return cells
+
+
+def spectral_embedding(i, j, weights, n, dims=SPECTRAL_DIMS, centers=None, areas=None,
+                       exact_limit=None) -> np.ndarray:
+    """(n, dims) commute-time-like embedding of the weighted graph (edges `i`-`j`): the
+    smallest non-trivial random-walk eigenvectors, unit-normalised, each divided by
+    sqrt(eigenvalue). Needs a connected graph.
+
+    Above `exact_limit` nodes the eigenproblem is solved on a graph of `COARSE_NODES`
+    Voronoi cells (grown along centre distances / weight, so cells stop at creases) and
+    the result is carried back and smoothed by a few random-walk steps on the full graph."""
+    k = min(dims + 1, n - 2)
+    if k < 2:
+        return np.zeros((n, 0))
+    w = np.clip(weights, MIN_WEIGHT, 1.0)
+    W = _weight_matrix(i, j, w, n)
+    exact_limit = EXACT_LIMIT if exact_limit is None else exact_limit
+    if n <= exact_limit or centers is None:
+        vals, vecs = _random_walk_eigenvectors(W, k)
+    else:
+        dist = np.linalg.norm(centers[i] - centers[j], axis=1) + 1e-12
+        cells = coarse_cells(W, _weight_matrix(i, j, dist / w, n), COARSE_NODES, areas)
+        m = int(cells.max()) + 1
+        S = sp.csr_matrix((np.ones(n), (np.arange(n), cells)), shape=(n, m))
+        Wc = (S.T @ W @ S).tocsr()
+        Wc.setdiag(0)
+        Wc.eliminate_zeros()
+        vals, vc = _random_walk_eigenvectors(Wc, min(k, m - 2))
+        vecs = S @ vc
+        deg = np.asarray(W.sum(1)).ravel()
+        step = sp.diags(1.0 / np.maximum(deg, 1e-12)) @ W
+        for _ in range(SMOOTHING_STEPS):  # lazy random walk: blurs cell edges, keeps creases
+            vecs = 0.5 * vecs + 0.5 * (step @ vecs)
+    vecs /= np.maximum(np.linalg.norm(vecs, axis=0, keepdims=True), 1e-12)
+    return vecs / np.sqrt(np.maximum(vals, 1e-6))[None, :]
+
+
+def pull_to_pieces(x, piece_labels, areas, pull=PIECE_PULL) -> np.ndarray:
+    """(1 - pull) * x + pull * (area-weighted mean of x over the row's loose piece).
+
+    Distances inside one piece shrink uniformly, so on a single-piece mesh the Ward tree is
+    unchanged; across pieces, whole pieces move apart relative to their insides."""
+    labels = np.asarray(piece_labels, dtype=np.int64)
+    n = int(labels.max()) + 1 if labels.size else 0
+    if n < 2:
+        return x
+    w = np.maximum(np.asarray(areas, dtype=np.float64), 1e-30)
+    tot = np.bincount(labels, weights=w, minlength=n)
+    means = np.stack([np.bincount(labels, weights=x[:, c] * w, minlength=n) for c in range(x.shape[1])], 1)
+    means /= tot[:, None]
+    return (1.0 - pull) * x + pull * means[labels]
+
+
+def part_embedding(features, mesh, connectivity, vertices=None, method=DEFAULT_CLUSTERING,
+                   stats=None) -> np.ndarray:
+    """(P, F') float64 vectors for `PartTree.build(..., normalize=False)`.
+
+    `features (P,F)` per polygon; `mesh` a `MeshArrays`; `connectivity` its bridged
+    `Connectivity`; `vertices` the (normalised) positions to measure creases with.
+    `stats` (a dict) receives what was done, e.g. a fallback when the eigensolver fails.
+    """
+    if method not in CLUSTERING_METHODS:
+        raise InputError(f"unknown clustering method {method!r}; use one of {', '.join(CLUSTERING_METHODS)}")
+    x = normalize_rows(features)
+    stats = {} if stats is None else stats
+    stats["clustering"] = method
+    p = x.shape[0]
+    if method == "features" or p < 4:
+        return x
+    v = np.asarray(mesh.vertices if vertices is None else vertices, dtype=np.float64)
+    i, j = graph_edges(connectivity)
+    centers, areas = mesh.polygon_centers(v), mesh.polygon_areas(v)
+    w = crease_weights(centers, polygon_normals(mesh, v), i, j) * feature_weights(x, i, j)
+    try:
+        spec = spectral_embedding(i, j, w, p, centers=centers, areas=areas)
+    except Exception as exc:  # ArpackNoConvergence, a singular factorisation: features alone
+        warnings.warn(f"spectral embedding failed ({exc}); clustering on features alone", RuntimeWarning,
+                      stacklevel=2)
+        stats["clustering"] = "features (spectral step failed)"
+        spec = np.zeros((p, 0))
+    if spec.shape[1]:
+        spec /= max(float(np.sqrt(np.einsum("ij,ij->i", spec, spec).mean())), 1e-12)
+    out = np.concatenate([x, spec], axis=1)
+    labels = getattr(connectivity, "component_labels", None)
+    if labels is not None and getattr(connectivity, "num_components", 1) > 1:
+        out = pull_to_pieces(out, labels, areas)
+    return out
