@@ -4,13 +4,15 @@ and texel-aware vs the original 1000-random-point per-face features.
     python benchmarks/bench_segmentation.py tree [--sizes 10000 20000 50000 100000 200000 500000] [--dims 64 448]
     python benchmarks/bench_segmentation.py features [--meshes chairs/102 chairs/22]
     python benchmarks/bench_segmentation.py sklearn [--faces 200000 --dim 448]
+    python benchmarks/bench_segmentation.py fused [--sizes 10000 50000 200000 500000] [--dim 64]
 
 `tree` runs every (faces, feature dim) in a fresh subprocess so peak memory (max RSS) is per
 case. Meshes are closed tori of the requested face count with a lumpy profile; features are
 a smooth random triplane field decoded at face centres (the tree's cost does not depend
 on where features come from). `features` uses the released network with the shared
 stand-in weights (reference_weights.py) on COSEG meshes: one encode of 100k points, then
-both feature methods from the same triplanes.
+both feature methods from the same triplanes. `fused` times the default clustering space
+(`part_embedding`, "fused") against features alone, embedding and tree, on the same tori.
 """
 from __future__ import annotations
 
@@ -121,6 +123,53 @@ def run_tree(args):
     return rows
 
 
+def one_fused(faces, dim):
+    """The default "fused" clustering space against features alone, on one mesh."""
+    import torch
+
+    torch.set_num_threads(1)
+    from model_runtime.connectivity import build_connectivity
+    from model_runtime.mesh import MeshArrays
+    from model_runtime.normalization import Normalization
+    from model_runtime.part_embedding import part_embedding
+    from model_runtime.part_tree import PartTree
+
+    v, f = torus(faces)
+    mesh = MeshArrays.from_triangles(v, f)
+    vn = Normalization.from_mesh(mesh).apply(mesh.vertices)
+    feats = field_features(mesh.polygon_centers(vn), dim)
+    con = build_connectivity(mesh, vertices=vn)
+    row = {"faces": mesh.num_polygons, "dim": dim}
+    for method in ("features", "fused"):
+        t = time.perf_counter()
+        space = part_embedding(feats, mesh, con, vertices=vn, method=method)
+        row[f"{method}_embed_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        PartTree.build(space, con, normalize=False)
+        row[f"{method}_tree_s"] = time.perf_counter() - t
+        row[f"{method}_dims"] = int(space.shape[1])
+    row["peak_rss_mb"] = rss_mb()
+    row["load1"] = os.getloadavg()[0]
+    return row
+
+
+def run_fused(args):
+    rows = []
+    print("| faces | F | features: tree s | fused: embedding s | fused: tree s | fused total / features | "
+          "peak RSS MB | load avg |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n in args.sizes:
+        out = subprocess.run([sys.executable, __file__, "_one_fused", str(n), str(args.dim)], capture_output=True,
+                             text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append(r)
+        plain = r["features_embed_s"] + r["features_tree_s"]
+        fused = r["fused_embed_s"] + r["fused_tree_s"]
+        print(f"| {r['faces']:,} | {args.dim} | {plain:.2f} | {r['fused_embed_s']:.2f} | {r['fused_tree_s']:.2f} | "
+              f"{fused / plain:.2f}x | {r['peak_rss_mb']:.0f} | {r['load1']:.1f} |", flush=True)
+    return rows
+
+
 def run_sklearn(args):
     """scikit-learn's structured ward_tree on the same mesh and features, and partition equality."""
     import torch
@@ -216,6 +265,9 @@ def main(argv=None):
     if argv and argv[0] == "_one_tree":
         print(json.dumps(one_tree(int(argv[1]), int(argv[2]))))
         return 0
+    if argv and argv[0] == "_one_fused":
+        print(json.dumps(one_fused(int(argv[1]), int(argv[2]))))
+        return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
     t = sub.add_parser("tree")
@@ -224,12 +276,15 @@ def main(argv=None):
     f = sub.add_parser("features")
     f.add_argument("--meshes", nargs="+", default=["chairs/102", "chairs/22"])
     f.add_argument("--threads", type=int, default=2)
+    u = sub.add_parser("fused")
+    u.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 200_000, 500_000])
+    u.add_argument("--dim", type=int, default=64)
     c = sub.add_parser("sklearn")
     c.add_argument("--faces", type=int, default=200_000)
     c.add_argument("--dim", type=int, default=448)
     p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args(argv)
-    rows = {"tree": run_tree, "features": run_features, "sklearn": run_sklearn}[args.what](args)
+    rows = {"tree": run_tree, "features": run_features, "sklearn": run_sklearn, "fused": run_fused}[args.what](args)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -59,3 +59,13 @@ def test_bundled_model_splits_a_table_into_top_and_legs(model, welded):
     assert np.mean(pred[gt == 0] == top_part) > 0.9
     legs = {np.bincount(pred[gt == i]).argmax() for i in range(1, 5)}
     assert len(legs) == 4 and top_part not in legs
+
+
+def test_default_pipeline_splits_the_welded_table(model):
+    """The product path (`segment_mesh`, fused clustering) on the same welded table."""
+    from model_runtime.pipeline import segment_mesh
+
+    v, f, gt = _table(True)
+    result = segment_mesh(MeshArrays.from_triangles(v, f), model)
+    assert result.metadata["clustering"] == "fused"
+    assert part_miou(gt, result.labels(5)) >= 0.85
