@@ -82,12 +82,12 @@ def _random_walk_eigenvectors(W, k):
     return vals[order][1:], vecs[:, order][:, 1:] * dinv[:, None]
 
 
-def coarse_cells(W, lengths, n_cells, areas=None, seed=0) -> np.ndarray:
+def coarse_cells(lengths, n_cells, areas=None, seed=0) -> np.ndarray:
     """(n,) cell of each node: graph Voronoi cells around `n_cells` seed nodes (drawn with
-    probability ~ area), grown along edge `lengths` (a sparse matrix like `W`)."""
+    probability ~ area), grown along the edge `lengths` (a symmetric sparse (n, n) matrix)."""
     from scipy.sparse.csgraph import dijkstra
 
-    n = W.shape[0]
+    n = lengths.shape[0]
     p = None if areas is None else np.maximum(areas, 1e-30) / np.maximum(areas, 1e-30).sum()
     seeds = np.random.default_rng(seed).choice(n, size=min(n_cells, n), replace=False, p=p)
     _, _, source = dijkstra(lengths, directed=False, indices=seeds, min_only=True, return_predecessors=True)
@@ -117,7 +117,7 @@ def spectral_embedding(i, j, weights, n, dims=SPECTRAL_DIMS, centers=None, areas
         vals, vecs = _random_walk_eigenvectors(W, k)
     else:
         dist = np.linalg.norm(centers[i] - centers[j], axis=1) + 1e-12
-        cells = coarse_cells(W, _weight_matrix(i, j, dist / w, n), COARSE_NODES, areas)
+        cells = coarse_cells(_weight_matrix(i, j, dist / w, n), COARSE_NODES, areas)
         m = int(cells.max()) + 1
         S = sp.csr_matrix((np.ones(n), (np.arange(n), cells)), shape=(n, m))
         Wc = (S.T @ W @ S).tocsr()
