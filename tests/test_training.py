@@ -170,6 +170,10 @@ def test_baselines_on_a_procedural_table():
     for name in ("ward_posnormal", "spectral"):
         assert summary[name]["best_of_k"] > summary["one_part"]["best_of_k"] + 0.2
     assert 2 <= summary["spectral"]["fixed_k"] <= 20
+    kinds = {s.meshing for s in shapes}
+    assert kinds <= {"welded", "loose"} and set(summary["spectral"]["meshing"]) == kinds
+    table = ev.format_table(summary, "procedural")
+    assert "By meshing" in table and "| spectral |" in table
 
 
 def test_read_coseg(coseg_dir):

@@ -46,6 +46,7 @@ class EvalShape:
     labels: np.ndarray  # (T,) ground-truth part per face
     # Further ground truths of the same shape, scored on the same trees: {level: (T,) labels}.
     other_levels: dict = None
+    meshing: str | None = None  # procedural shapes: "welded" (one surface) or "loose" (pieces)
 
 
 # ---------------------------------------------------------------------------------------
@@ -100,7 +101,7 @@ def procedural_set(per_category: int = 4, categories=None, seed_base: int = EVAL
             seed = seed_base + ci * 1000 + i
             s = make_shape(seed, cat)
             out.append(EvalShape(f"{cat}/{seed}", cat, s.vertices, s.faces, s.face_leaf,
-                                 {"top": s.group_labels("top")}))
+                                 {"top": s.group_labels("top")}, "welded" if s.welded else "loose"))
     return out
 
 
@@ -273,8 +274,10 @@ def evaluate(shapes: list[EvalShape], methods: list[Method], ks=K_RANGE, log=Non
 
 
 def summarise(shapes: list[EvalShape], scores: dict, ks=K_RANGE) -> dict:
-    """Per method: best-of-k mean, best fixed k and its mean, per category (same two)."""
+    """Per method: best-of-k mean, best fixed k and its mean, per category (same two), and
+    per meshing ("welded" / "loose") for procedural shapes."""
     cats = sorted({s.category for s in shapes})
+    meshings = sorted({s.meshing for s in shapes if s.meshing})
     out = {}
     for name, per_shape in scores.items():
         def agg(sel):
@@ -285,6 +288,8 @@ def summarise(shapes: list[EvalShape], scores: dict, ks=K_RANGE) -> dict:
                     "n": len(sel)}
         entry = agg(shapes)
         entry["categories"] = {c: agg([s for s in shapes if s.category == c]) for c in cats}
+        if meshings:
+            entry["meshing"] = {m: agg([s for s in shapes if s.meshing == m]) for m in meshings}
         out[name] = entry
     return out
 
@@ -302,4 +307,12 @@ def format_table(summary: dict, title: str) -> str:
         row = [f"{summary[n]['categories'][c]['best_of_k']:.3f} ({summary[n]['categories'][c]['fixed_k']}: "
                f"{summary[n]['categories'][c]['at_fixed_k']:.3f})" for n in names]
         lines.append(f"| {c} | {summary[names[0]]['categories'][c]['n']} | " + " | ".join(row) + " |")
+    meshings = list(summary[names[0]].get("meshing", {})) if names else []
+    if meshings and all("meshing" in summary[n] for n in names):
+        lines += ["", "By meshing (one welded surface / loose pieces), best-of-k (fixed k: mIoU):", "",
+                  "| meshing | n | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+        for m in meshings:
+            row = [f"{summary[n]['meshing'][m]['best_of_k']:.3f} ({summary[n]['meshing'][m]['fixed_k']}: "
+                   f"{summary[n]['meshing'][m]['at_fixed_k']:.3f})" for n in names]
+            lines.append(f"| {m} | {summary[names[0]]['meshing'][m]['n']} | " + " | ".join(row) + " |")
     return "\n".join(lines)
