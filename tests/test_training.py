@@ -1,6 +1,7 @@
 """Training code: procedural data, surface nets, contrastive loss, a short real training run,
 checkpoint/resume, and the evaluation metric and baselines."""
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -190,3 +191,20 @@ def test_tiny_config_is_a_valid_family_member():
     cfg = tiny_config()
     cfg.validate()
     assert dataclasses.replace(cfg).feature_dim == 32
+
+
+def test_evaluate_command_scores_the_bundled_model_fused_and_alone(tmp_path):
+    """`python -m model_runtime evaluate` in-process on two procedural shapes: the default
+    pipeline's clustering ("model", fused) and the features alone ("model_features")."""
+    from model_runtime.cli import main
+
+    out = tmp_path / "eval.json"
+    rc = main(["evaluate", "--dataset", "procedural", "--per-category", "1", "--limit", "2",
+               "--methods", "model,model_features,one_part", "--json", str(out), "--quiet"])
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    summary = rep["datasets"]["procedural"]["summary"]
+    assert set(summary) == {"model", "model_features", "one_part"}
+    for name in ("model", "model_features"):
+        assert summary[name]["best_of_k"] > summary["one_part"]["best_of_k"]
+    assert summary["model"]["meshing"]  # split by welded / loose
