@@ -70,20 +70,25 @@ def rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def one_tree(faces, dim):
+def torus_case(faces, dim):
+    """(mesh, normalised vertices, features (P, dim)) of one benchmark torus, one thread."""
     import torch
 
     torch.set_num_threads(1)
-    from model_runtime.connectivity import build_connectivity
     from model_runtime.mesh import MeshArrays
     from model_runtime.normalization import Normalization
-    from model_runtime.part_tree import PartTree
 
     v, f = torus(faces)
     mesh = MeshArrays.from_triangles(v, f)
-    norm = Normalization.from_mesh(mesh)
-    vn = norm.apply(mesh.vertices)
-    feats = field_features(mesh.polygon_centers(vn), dim)
+    vn = Normalization.from_mesh(mesh).apply(mesh.vertices)
+    return mesh, vn, field_features(mesh.polygon_centers(vn), dim)
+
+
+def one_tree(faces, dim):
+    from model_runtime.connectivity import build_connectivity
+    from model_runtime.part_tree import PartTree
+
+    mesh, vn, feats = torus_case(faces, dim)
     before = rss_mb()
     t, c = time.perf_counter(), time.process_time()
     con = build_connectivity(mesh, vertices=vn)
@@ -104,6 +109,13 @@ def one_tree(faces, dim):
     }
 
 
+def in_subprocess(kind, faces, dim) -> dict:
+    """One benchmark case in a fresh process (its peak RSS is that case's own)."""
+    out = subprocess.run([sys.executable, __file__, kind, str(faces), str(dim)], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def run_tree(args):
     rows = []
     print("| faces | F | connectivity s (cpu) | tree s (cpu) | conn + tree s | cut(k) ms median / max | "
@@ -111,9 +123,7 @@ def run_tree(args):
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for dim in args.dims:
         for n in args.sizes:
-            out = subprocess.run([sys.executable, __file__, "_one_tree", str(n), str(dim)], capture_output=True,
-                                 text=True, check=True)
-            r = json.loads(out.stdout.strip().splitlines()[-1])
+            r = in_subprocess("_one_tree", n, dim)
             rows.append(r)
             print(f"| {r['faces']:,} | {dim} | {r['connectivity_s']:.2f} ({r['connectivity_cpu_s']:.2f}) | "
                   f"{r['tree_s']:.2f} ({r['tree_cpu_s']:.2f}) | {r['connectivity_s'] + r['tree_s']:.2f} | "
@@ -125,19 +135,11 @@ def run_tree(args):
 
 def one_fused(faces, dim):
     """The default "fused" clustering space against features alone, on one mesh."""
-    import torch
-
-    torch.set_num_threads(1)
     from model_runtime.connectivity import build_connectivity
-    from model_runtime.mesh import MeshArrays
-    from model_runtime.normalization import Normalization
     from model_runtime.part_embedding import part_embedding
     from model_runtime.part_tree import PartTree
 
-    v, f = torus(faces)
-    mesh = MeshArrays.from_triangles(v, f)
-    vn = Normalization.from_mesh(mesh).apply(mesh.vertices)
-    feats = field_features(mesh.polygon_centers(vn), dim)
+    mesh, vn, feats = torus_case(faces, dim)
     con = build_connectivity(mesh, vertices=vn)
     row = {"faces": mesh.num_polygons, "dim": dim}
     for method in ("features", "fused"):
@@ -159,9 +161,7 @@ def run_fused(args):
           "peak RSS MB | load avg |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.sizes:
-        out = subprocess.run([sys.executable, __file__, "_one_fused", str(n), str(args.dim)], capture_output=True,
-                             text=True, check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r = in_subprocess("_one_fused", n, args.dim)
         rows.append(r)
         plain = r["features_embed_s"] + r["features_tree_s"]
         fused = r["fused_embed_s"] + r["fused_tree_s"]
@@ -172,21 +172,13 @@ def run_fused(args):
 
 def run_sklearn(args):
     """scikit-learn's structured ward_tree on the same mesh and features, and partition equality."""
-    import torch
-
-    torch.set_num_threads(1)
     from sklearn.cluster import ward_tree
     from sklearn.cluster._agglomerative import _hc_cut
 
     from model_runtime.connectivity import build_connectivity
-    from model_runtime.mesh import MeshArrays
-    from model_runtime.normalization import Normalization
     from model_runtime.part_tree import PartTree, normalize_rows
 
-    v, f = torus(args.faces)
-    mesh = MeshArrays.from_triangles(v, f)
-    vn = Normalization.from_mesh(mesh).apply(mesh.vertices)
-    feats = field_features(mesh.polygon_centers(vn), args.dim)
+    mesh, vn, feats = torus_case(args.faces, args.dim)
     con = build_connectivity(mesh, vertices=vn)
     t = time.perf_counter()
     tree = PartTree.build(feats, con)

@@ -294,25 +294,27 @@ def summarise(shapes: list[EvalShape], scores: dict, ks=K_RANGE) -> dict:
     return out
 
 
+def _group_table(summary: dict, names: list, group: str, label: str, heading: str) -> list:
+    """Markdown rows of best-of-k (fixed k: mIoU) per member of `summary[name][group]`."""
+    members = list(summary[names[0]][group])
+    lines = ["", heading, "", f"| {label} | n | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for g in members:
+        cells = [summary[n][group][g] for n in names]
+        row = [f"{c['best_of_k']:.3f} ({c['fixed_k']}: {c['at_fixed_k']:.3f})" for c in cells]
+        lines.append(f"| {g} | {cells[0]['n']} | " + " | ".join(row) + " |")
+    return lines
+
+
 def format_table(summary: dict, title: str) -> str:
     names = list(summary)
-    cats = list(next(iter(summary.values()))["categories"]) if summary else []
     lines = [f"### {title}", "", "| method | best-of-k mIoU | fixed k | mIoU at fixed k |", "|---|---|---|---|"]
     for n in names:
         e = summary[n]
         lines.append(f"| {n} | {e['best_of_k']:.3f} | {e['fixed_k']} | {e['at_fixed_k']:.3f} |")
-    lines += ["", "Per category, best-of-k (fixed k: mIoU):", "",
-              "| category | n | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
-    for c in cats:
-        row = [f"{summary[n]['categories'][c]['best_of_k']:.3f} ({summary[n]['categories'][c]['fixed_k']}: "
-               f"{summary[n]['categories'][c]['at_fixed_k']:.3f})" for n in names]
-        lines.append(f"| {c} | {summary[names[0]]['categories'][c]['n']} | " + " | ".join(row) + " |")
-    meshings = list(summary[names[0]].get("meshing", {})) if names else []
-    if meshings and all("meshing" in summary[n] for n in names):
-        lines += ["", "By meshing (one welded surface / loose pieces), best-of-k (fixed k: mIoU):", "",
-                  "| meshing | n | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
-        for m in meshings:
-            row = [f"{summary[n]['meshing'][m]['best_of_k']:.3f} ({summary[n]['meshing'][m]['fixed_k']}: "
-                   f"{summary[n]['meshing'][m]['at_fixed_k']:.3f})" for n in names]
-            lines.append(f"| {m} | {summary[names[0]]['meshing'][m]['n']} | " + " | ".join(row) + " |")
+    if not names:
+        return "\n".join(lines)
+    lines += _group_table(summary, names, "categories", "category", "Per category, best-of-k (fixed k: mIoU):")
+    if all(summary[n].get("meshing") for n in names):
+        lines += _group_table(summary, names, "meshing", "meshing",
+                              "By meshing (one welded surface / loose pieces), best-of-k (fixed k: mIoU):")
     return "\n".join(lines)
