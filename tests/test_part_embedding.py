@@ -98,7 +98,6 @@ def test_coarse_spectral_path_agrees_with_the_exact_one(monkeypatch):
     qe, _ = np.linalg.qr(exact[:, :2])
     qc, _ = np.linalg.qr(coarse)
     agreement = np.linalg.svd(qc.T @ qe, compute_uv=False).min()
-    print("coarse/exact subspace agreement", agreement)
     assert agreement > 0.9
 
 
