@@ -23,12 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.linalg import eigsh
 
 from ..connectivity import build_connectivity
 from ..mesh import MeshArrays
-from ..part_embedding import DEFAULT_CLUSTERING, part_embedding
+from ..part_embedding import DEFAULT_CLUSTERING, crease_weights, graph_edges, part_embedding, spectral_embedding
 from ..part_tree import PartTree
 from .procedural import make_shape, normalisation, sample_surface
 from .shapes import CATEGORIES
@@ -166,36 +164,14 @@ def posnormal_features(v: np.ndarray, f: np.ndarray, normal_weight: float = 0.5)
     return np.concatenate([c, normal_weight * n], 1)
 
 
-def _face_pairs(conn) -> tuple[np.ndarray, np.ndarray]:
-    m = sp.triu(conn.matrix, 1).tocoo()
-    return m.row.astype(np.int64), m.col.astype(np.int64)
-
-
 def spectral_features(v: np.ndarray, f: np.ndarray, conn, dims: int = 12) -> np.ndarray:
     """Laplacian eigenvectors of the face graph; edge weights from dihedral angles
-    (concave edges weigh much less), bridges between pieces weigh like a mean edge."""
+    (concave edges weigh much less). The runtime's spectral step (`part_embedding`) on crease
+    weights alone, always solved exactly (no coarse graph), with no network features."""
     centre, scale = normalisation(v)
     c, n, _ = face_geometry((v - centre) * scale, f)
-    i, j = _face_pairs(conn)
-    cosang = np.clip((n[i] * n[j]).sum(1), -1, 1)
-    concave = ((c[j] - c[i]) * n[i]).sum(1) > 1e-9
-    eta = np.where(concave, 1.0, 0.1)
-    d = eta * (1 - cosang)
-    # Clipped so that the Laplacian stays well conditioned (sharp creases give exp(-huge)).
-    w = np.clip(np.exp(-d / max(float(d.mean()), 1e-6)), 1e-3, 1.0)
-    t = len(f)
-    W = sp.coo_matrix((np.concatenate([w, w]), (np.concatenate([i, j]), np.concatenate([j, i]))), shape=(t, t)).tocsr()
-    deg = np.asarray(W.sum(1)).ravel()
-    dinv = 1 / np.sqrt(np.maximum(deg, 1e-12))
-    L = sp.identity(t) - sp.diags(dinv) @ W @ sp.diags(dinv)
-    k = min(dims + 1, t - 2)
-    v0 = np.random.default_rng(0).random(t)  # fixed start vector: reproducible eigenvectors
-    vals, vecs = eigsh(L.tocsc(), k=k, sigma=-1e-2, which="LM", tol=1e-6, maxiter=5000, v0=v0)
-    order = np.argsort(vals)
-    vals, vecs = vals[order][1:], vecs[:, order][:, 1:]
-    vecs = vecs * dinv[:, None]
-    vecs /= np.maximum(np.linalg.norm(vecs, axis=0, keepdims=True), 1e-12)
-    return vecs / np.sqrt(np.maximum(vals, 1e-6))[None, :]
+    i, j = graph_edges(conn)
+    return spectral_embedding(i, j, crease_weights(c, n, i, j), len(f), dims=dims)
 
 
 # ---------------------------------------------------------------------------------------
