@@ -60,10 +60,11 @@ def _methods(args, log):
         cfg = model.config
         info["model"] = model.describe()
         info["model"]["metadata"] = {k: v for k, v in model.metadata.items() if k != "partfield_config"}
+        shared: dict = {}  # one network pass per shape for both clusterings
         for name, clustering in (("model", "fused"), ("model_features", "features")):
             if name in wanted:
                 methods.append(ev.model_method(name, model, args.points or cfg.num_points, args.face_samples,
-                                               args.face_method, clustering))
+                                               args.face_method, clustering, shared))
     if "untrained" in wanted:
         torch.manual_seed(0)
         net = PartFieldNet(cfg)

@@ -204,12 +204,19 @@ class Method:
 
 
 def model_method(name: str, model, n_points: int, face_samples: int = 4, face_method: str = "quadrature",
-                 clustering: str = DEFAULT_CLUSTERING) -> Method:
+                 clustering: str = DEFAULT_CLUSTERING, shared: dict | None = None) -> Method:
     """The network's per-face features in the runtime's clustering space (`part_embedding`:
-    "fused" by default, or "features" alone as in the paper)."""
+    "fused" by default, or "features" alone as in the paper). Methods given the same
+    `shared` dict run the network once per shape: it keeps the last shape's features."""
+    shared = {} if shared is None else shared
+
     def features(s, conn):
-        f = network_face_features(model, s.vertices, s.faces, n_points, face_samples, method=face_method)
-        return part_embedding(f, MeshArrays.from_triangles(s.vertices, s.faces), conn, method=clustering)
+        if shared.get("shape") is not s:
+            shared["shape"] = s
+            shared["features"] = network_face_features(model, s.vertices, s.faces, n_points, face_samples,
+                                                       method=face_method)
+        return part_embedding(shared["features"], MeshArrays.from_triangles(s.vertices, s.faces), conn,
+                              method=clustering)
 
     return Method(name, features, normalize=False)
 
