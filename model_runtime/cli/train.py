@@ -29,6 +29,9 @@ def add_parser(subparsers, help_line: str) -> None:
     p.add_argument("--welded-fraction", type=float, default=0.5,
                    help="share of non-organic training shapes meshed as one welded surface (default 0.5; "
                         "the rest are loose pieces, one per primitive)")
+    p.add_argument("--autocast", default="auto", choices=["auto", "bf16", "off"],
+                   help="mixed precision for the encoder (default auto: bf16 on CUDA and on CPUs with "
+                        "native bf16 such as AVX512-BF16, fp32 elsewhere; off = fp32 throughout)")
     p.add_argument("--export", metavar="PATH", help="also write the compact fp16 model here at the end")
     p.set_defaults(func=run)
 
@@ -43,10 +46,11 @@ def run(args) -> int:
                         device=args.device, resume=args.resume, seed=args.seed, batch=args.batch,
                         n_input=args.points, n_query=args.queries, lr=args.lr,
                         checkpoint_minutes=args.checkpoint_minutes, threads=args.threads,
-                        welded_fraction=args.welded_fraction)
+                        welded_fraction=args.welded_fraction, autocast=args.autocast)
     trainer = Trainer(opts, log=lambda s: print(s, flush=True))
     print(f"training {trainer.cfg.name} on {trainer.device} "
-          f"({sum(p.numel() for p in trainer.net.parameters()):,} parameters) -> {args.out}", flush=True)
+          f"({sum(p.numel() for p in trainer.net.parameters()):,} parameters, encoder "
+          f"{'bf16 autocast' if trainer.use_bf16 else 'fp32'}) -> {args.out}", flush=True)
     trainer.run()
     if args.export:
         export_compact(trainer.net, args.export, trainer.metadata())
