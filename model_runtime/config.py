@@ -14,6 +14,10 @@ class PartFieldConfig:
     name: str = "partfield-objaverse"
     # Point encoder (PVConv block 0): 8 input channels (x, y, z, 2x, 2y, 2z, 0, 0).
     point_in_channels: int = 8
+    # Our own models may also read the surface normal at each input point, as its six
+    # sign-free products (nx^2, ny^2, nz^2, nx ny, ny nz, nx nz): 9 channels (x, y, z, those six),
+    # so flipped or inconsistent face winding gives the same input.
+    point_normals: bool = False
     pvconv_channels: int = 256
     voxel_resolution: int = 32
     # Keep the released model's unused modules (PVConv blocks 1-3, sdf_decoder, logit_scale)
@@ -84,6 +88,9 @@ class PartFieldConfig:
         return cls(**data)
 
     def validate(self) -> None:
+        want = 9 if self.point_normals else 8
+        if self.point_in_channels != want:
+            raise ValueError(f"point_in_channels must be {want} when point_normals is {self.point_normals}")
         if self.plane_resolution % 4:
             raise ValueError("plane_resolution must be a multiple of 4")
         if self.plane_resolution % (2 ** (self.unet_depth - 1)):

@@ -115,8 +115,16 @@ class FieldModel:
 
     # -- inference ------------------------------------------------------------------------
 
-    def encode(self, points) -> Triplanes:
-        """Normalised points (N, 3) (bbox centred, longest side in [-0.9, 0.9]) -> Triplanes."""
+    @property
+    def reads_normals(self) -> bool:
+        """True when the network also reads a surface normal per input point."""
+        return bool(getattr(self.config, "point_normals", False))
+
+    def encode(self, points, normals=None) -> Triplanes:
+        """Normalised points (N, 3) (bbox centred, longest side in [-0.9, 0.9]) -> Triplanes.
+
+        `normals` (N, 3): unit surface normals at the points (sign does not matter); required
+        when `reads_normals`, ignored otherwise."""
         pts = np.asarray(points, dtype=np.float32)
         if pts.ndim != 2 or pts.shape[1] != 3:
             raise InputError(f"points must have shape (N, 3), got {pts.shape}")
@@ -125,9 +133,17 @@ class FieldModel:
         if not np.isfinite(pts).all():
             raise InputError("points contain NaN or infinite coordinates")
         x = torch.from_numpy(pts).to(self.device)[None]
+        nrm = None
+        if self.reads_normals:
+            if normals is None:
+                raise InputError("this model reads surface normals: pass a normal per input point")
+            nrm_np = np.asarray(normals, dtype=np.float32)
+            if nrm_np.shape != pts.shape or not np.isfinite(nrm_np).all():
+                raise InputError(f"normals must be finite and shaped like the points {pts.shape}, got {nrm_np.shape}")
+            nrm = torch.from_numpy(nrm_np).to(self.device)[None]
         try:
             with torch.inference_mode(), self._autocast():
-                planes = self.network.encode(x)
+                planes = self.network.encode(x, nrm)
         except Exception as exc:
             if _is_oom(exc):
                 self._free()
@@ -176,9 +192,9 @@ class FieldModel:
             raise
         return out
 
-    def features(self, points, queries, max_memory_mb=None) -> np.ndarray:
+    def features(self, points, queries, max_memory_mb=None, normals=None) -> np.ndarray:
         """Convenience: encode then decode."""
-        return self.decode(self.encode(points), queries, max_memory_mb)
+        return self.decode(self.encode(points, normals), queries, max_memory_mb)
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -107,10 +107,17 @@ class PointEncoder(nn.Module):
             for cin, cout, res in ((c, 128, 16), (128, 128, 16), (128, c, 8)):
                 blocks.append(PVConv(cin, cout, res))
         self.encoder = nn.ModuleList(blocks)
+        self.point_normals = cfg.point_normals
 
-    def forward(self, points: torch.Tensor) -> torch.Tensor:
-        # points (B, N, 3) -> per-point features (B, C, N)
-        feats = torch.cat([points, 2.0 * points, torch.zeros_like(points[..., :2])], dim=-1)
+    def forward(self, points: torch.Tensor, normals: torch.Tensor | None = None) -> torch.Tensor:
+        # points (B, N, 3) [, unit normals (B, N, 3)] -> per-point features (B, C, N)
+        if self.point_normals:
+            if normals is None or normals.shape != points.shape:
+                raise ValueError("this network reads a normal per input point; pass normals shaped like the points")
+            nx, ny, nz = normals.to(points.dtype).unbind(-1)
+            feats = torch.cat([points, torch.stack([nx * nx, ny * ny, nz * nz, nx * ny, ny * nz, nx * nz], -1)], -1)
+        else:
+            feats = torch.cat([points, 2.0 * points, torch.zeros_like(points[..., :2])], dim=-1)
         return self.encoder[0](feats.transpose(1, 2).contiguous(), points)
 
 
@@ -254,9 +261,9 @@ class PVCNN(nn.Module):
         means = sums / counts.clamp(min=1).unsqueeze(1)
         return means.reshape(b, 3, r, r, c).permute(0, 1, 4, 2, 3).contiguous()
 
-    def forward(self, points: torch.Tensor) -> torch.Tensor:
-        # points (B, N, 3) -> UNet planes (B, 3, C, R, R)
-        feats = self.pc_encoder(points)
+    def forward(self, points: torch.Tensor, normals: torch.Tensor | None = None) -> torch.Tensor:
+        # points (B, N, 3) [, normals (B, N, 3)] -> UNet planes (B, 3, C, R, R)
+        feats = self.pc_encoder(points, normals)
         return self.unet_encoder(self.splat(feats, points))
 
 
@@ -392,9 +399,12 @@ class PartFieldNet(nn.Module):
     def feature_dim(self) -> int:
         return self.config.feature_dim
 
-    def encode(self, points: torch.Tensor) -> torch.Tensor:
-        """Normalised points (B, N, 3) -> part-field triplanes (B, 3, F, R, R)."""
-        return self.triplane_transformer(self.pvcnn(points), field_only=True)
+    def encode(self, points: torch.Tensor, normals: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised points (B, N, 3) -> part-field triplanes (B, 3, F, R, R).
+
+        `normals` (B, N, 3), unit surface normals at the points: required when the config
+        has `point_normals`, ignored otherwise."""
+        return self.triplane_transformer(self.pvcnn(points, normals), field_only=True)
 
     @staticmethod
     def decode(planes: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:

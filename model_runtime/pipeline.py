@@ -16,7 +16,7 @@ from .normalization import Normalization
 from .part_embedding import DEFAULT_CLUSTERING, part_embedding
 from .part_tree import PartTree, kmeans_labels
 from .result import SegmentationResult
-from .sampling import DEFAULT_NUM_POINTS, sample_mesh
+from .sampling import DEFAULT_NUM_POINTS, estimate_normals, sample_mesh
 
 STAGES = ("checking mesh", "sampling", "encoding", "features", "connectivity", "part tree")
 
@@ -76,7 +76,7 @@ class _Reporter:
 
 
 def segment_mesh(mesh, model, options: SegmentOptions | None = None, progress=None, cancel=None) -> SegmentationResult:
-    """Segment a `MeshArrays` with a field model (duck-typed: `encode(points (N,3))`,
+    """Segment a `MeshArrays` with a field model (duck-typed: `encode(points (N,3)[, normals])`,
     `decode(triplanes, queries (Q,3), max_memory_mb=...)`, `config.plane_resolution`,
     `describe()`). `progress(stage, fraction)`; `cancel() -> bool` raises `Cancelled` at the
     next check. Returns a `SegmentationResult` whose `labels(k)` are per polygon."""
@@ -98,14 +98,15 @@ def segment_mesh(mesh, model, options: SegmentOptions | None = None, progress=No
     t = time.perf_counter()
     rep("sampling", 0.0)
     rep.check()
-    points = sample_mesh(mesh, _model_points(model, options), seed=options.seed, normalization=norm).points
+    sample = sample_mesh(mesh, _model_points(model, options), seed=options.seed, normalization=norm)
     rep("sampling", 1.0)
     timings["sampling_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     rep("encoding", 0.0)
     rep.check()
-    triplanes = model.encode(points)
+    triplanes = _encode(model, sample.points, sample.normals)
+    del sample
     rep("encoding", 1.0)
     timings["encoding_s"] = time.perf_counter() - t
 
@@ -168,6 +169,13 @@ def segment_mesh(mesh, model, options: SegmentOptions | None = None, progress=No
     return SegmentationResult(feats, tree, norm, metadata)
 
 
+def _encode(model, points, normals):
+    """Encode `points`, with their normals when the model reads them."""
+    if getattr(model, "reads_normals", False):
+        return model.encode(points, normals)
+    return model.encode(points)
+
+
 def segment_points(points, model, ks=range(2, 21), options: SegmentOptions | None = None) -> dict:
     """KMeans alternative for point clouds (no faces): {k: labels (N,)} from the field at the
     points themselves. Points are in the user's frame; they are normalised here."""
@@ -182,6 +190,6 @@ def segment_points(points, model, ks=range(2, 21), options: SegmentOptions | Non
     n = _model_points(model, options)
     rng = np.random.default_rng(options.seed)
     enc = q[rng.choice(len(q), n, replace=len(q) < n)]
-    triplanes = model.encode(enc)
+    triplanes = _encode(model, enc, estimate_normals(enc) if getattr(model, "reads_normals", False) else None)
     feats = model.decode(triplanes, q, max_memory_mb=options.max_memory_mb)
     return {int(k): kmeans_labels(feats, min(int(k), len(q)), seed=options.seed) for k in ks}

@@ -14,6 +14,7 @@ DEFAULT_NUM_POINTS = 100_000
 class SurfaceSample:
     points: np.ndarray  # (N,3) float32, in the frame of the vertices given
     polygon_ids: np.ndarray  # (N,) int64, the source polygon of each point
+    normals: np.ndarray | None = None  # (N,3) float32 unit normal of each point's triangle
 
 
 def sample_triangles(vertices, tris, tri_to_poly, count=DEFAULT_NUM_POINTS, seed=0) -> SurfaceSample:
@@ -37,7 +38,10 @@ def sample_triangles(vertices, tris, tri_to_poly, count=DEFAULT_NUM_POINTS, seed
     r2 = rng.random(count)
     wa, wb, wc = 1 - r1, r1 * (1 - r2), r1 * r2
     pts = a[pick] * wa[:, None] + b[pick] * wb[:, None] + c[pick] * wc[:, None]
-    return SurfaceSample(points=pts.astype(np.float32), polygon_ids=np.asarray(tri_to_poly)[pick])
+    n = np.cross(b[pick] - a[pick], c[pick] - a[pick])
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
+    return SurfaceSample(points=pts.astype(np.float32), polygon_ids=np.asarray(tri_to_poly)[pick],
+                         normals=n.astype(np.float32))
 
 
 def sample_mesh(mesh, count=DEFAULT_NUM_POINTS, seed=0, normalization=None) -> SurfaceSample:
@@ -45,3 +49,18 @@ def sample_mesh(mesh, count=DEFAULT_NUM_POINTS, seed=0, normalization=None) -> S
     tris, t2p = mesh.triangulate()
     v = mesh.vertices if normalization is None else normalization.apply(mesh.vertices)
     return sample_triangles(v, tris, t2p, count=count, seed=seed)
+
+
+def estimate_normals(points, neighbours=16) -> np.ndarray:
+    """(N,3) float32 unit normals of a point cloud, up to sign: the direction of least
+    spread of each point's `neighbours` nearest points (what a model that reads sign-free
+    normals needs when there are no faces)."""
+    from scipy.spatial import cKDTree
+
+    pts = np.asarray(points, dtype=np.float64)
+    k = int(min(max(neighbours, 3), len(pts)))
+    _, idx = cKDTree(pts).query(pts, k=k)
+    nb = pts[idx] - pts[idx].mean(1, keepdims=True)  # (N, k, 3)
+    cov = np.einsum("nki,nkj->nij", nb, nb)
+    _, vecs = np.linalg.eigh(cov)  # ascending eigenvalues
+    return vecs[:, :, 0].astype(np.float32)

@@ -212,7 +212,7 @@ def test_bad_inputs_are_refused(small_ckpt):
 def test_out_of_memory_is_translated(small_ckpt, monkeypatch):
     model = FieldModel.load(small_ckpt, device="cpu")
 
-    def exhausted(points):
+    def exhausted(points, normals=None):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(model.network, "encode", exhausted)

@@ -100,3 +100,36 @@ def test_training_mode_is_differentiable():
     feats.pow(2).mean().backward()
     grads = [p.grad for p in net.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_a_network_that_reads_normals_ignores_their_sign_and_needs_them():
+    import dataclasses
+
+    from model_runtime.errors import InputError
+    from model_runtime.training.trainer import tiny_config
+
+    cfg = dataclasses.replace(tiny_config(), point_in_channels=9, point_normals=True)
+    torch.manual_seed(0)
+    net = PartFieldNet(cfg).eval()
+    rng = np.random.default_rng(3)
+    pts = rng.uniform(-0.9, 0.9, size=(1, 800, 3)).astype(np.float32)
+    nrm = rng.normal(size=(1, 800, 3)).astype(np.float32)
+    nrm /= np.linalg.norm(nrm, axis=-1, keepdims=True)
+    flip = np.where(rng.random((1, 800, 1)) < 0.5, -1.0, 1.0).astype(np.float32)
+    p, n = torch.from_numpy(pts), torch.from_numpy(nrm)
+    with torch.inference_mode():
+        a = net.encode(p, n)
+        b = net.encode(p, n * torch.from_numpy(flip))  # inconsistent winding: same input
+        c = net.encode(p, torch.roll(n, 1, dims=1))  # other normals: another field
+    torch.testing.assert_close(a, b)
+    assert (a - c).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="normal per input point"):
+        net.encode(p)
+    model = FieldModel(net, torch.device("cpu"), torch.float32, "tiny normals")
+    assert model.reads_normals
+    with pytest.raises(InputError, match="reads surface normals"):
+        model.encode(pts[0])
+    planes = model.encode(pts[0], nrm[0])
+    assert np.isfinite(model.decode(planes, pts[0, :50])).all()
+    with pytest.raises(ValueError, match="point_in_channels must be 9"):
+        dataclasses.replace(cfg, point_in_channels=8).validate()

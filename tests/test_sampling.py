@@ -5,7 +5,7 @@ import pytest
 from model_runtime.errors import InputError
 from model_runtime.mesh import MeshArrays
 from model_runtime.normalization import Normalization
-from model_runtime.sampling import sample_mesh
+from model_runtime.sampling import estimate_normals, sample_mesh
 
 
 def two_squares():
@@ -44,3 +44,21 @@ def test_no_area_is_an_input_error():
     m = MeshArrays.from_triangles(np.zeros((3, 3)), [[0, 1, 2]])
     with pytest.raises(InputError, match="no area"):
         sample_mesh(m, 10)
+
+
+def test_sample_normals_are_the_triangles_unit_normals():
+    s = sample_mesh(two_squares(), count=2000, seed=1)
+    assert s.normals.shape == (2000, 3) and s.normals.dtype == np.float32
+    # both squares lie in z = const planes, wound counter-clockwise seen from +z
+    np.testing.assert_allclose(s.normals, np.tile([0, 0, 1], (2000, 1)), atol=1e-6)
+
+
+def test_estimated_normals_follow_the_surface_up_to_sign():
+    rng = np.random.default_rng(0)
+    # points on a unit sphere: the normal is the position, up to sign
+    p = rng.normal(size=(3000, 3))
+    p /= np.linalg.norm(p, axis=1, keepdims=True)
+    n = estimate_normals(p, neighbours=16)
+    assert n.shape == (3000, 3)
+    np.testing.assert_allclose(np.linalg.norm(n, axis=1), 1.0, atol=1e-5)
+    assert np.median(np.abs(np.einsum("ij,ij->i", n, p))) > 0.99

@@ -52,8 +52,9 @@ def test_every_category_is_deterministic_and_labelled(category):
     assert props.shape[1] == a.n_leaves >= 2
     assert np.array_equal(props[: a.n_leaves], np.eye(a.n_leaves, dtype=bool))
     assert (props.sum(1) < a.n_leaves).all()
-    pin, q, lab = sample_points(a, 512, 256, np.random.default_rng(0))
+    pin, nin, q, lab = sample_points(a, 512, 256, np.random.default_rng(0))
     assert pin.shape == (512, 3) and q.shape == (256, 3) and lab.shape == (256,)
+    assert nin.shape == (512, 3) and np.allclose(np.linalg.norm(nin, axis=1), 1.0, atol=1e-4)
     assert np.abs(pin).max() <= 0.9 + 1e-5  # the runtime's normalised frame
     lo, hi = pin.min(0), pin.max(0)
     assert np.isclose((hi - lo).max(), 1.8, atol=0.1)
@@ -228,3 +229,21 @@ def test_evaluate_command_scores_the_bundled_model_fused_and_alone(tmp_path):
     for name in ("model", "model_features"):
         assert summary[name]["best_of_k"] > summary["one_part"]["best_of_k"]
     assert summary["model"]["meshing"]  # split by welded / loose
+
+
+def test_a_model_that_reads_normals_trains_exports_and_segments(tmp_path):
+    """`--config small-normals`: one real step, the export keeps `point_normals`, and the
+    runtime pipeline feeds it the sampled surface normals."""
+    from model_runtime.field_model import FieldModel
+    from model_runtime.mesh import MeshArrays
+    from model_runtime.pipeline import SegmentOptions, segment_mesh
+
+    import dataclasses
+
+    t = Trainer(dataclasses.replace(_tiny_opts(tmp_path, steps=1), config="small-normals"), log=lambda s: None)
+    t.run()
+    m = FieldModel.load(tmp_path / "model.safetensors", device="cpu", precision="fp32")
+    assert m.reads_normals and m.config.point_in_channels == 9
+    s = make_shape(5, "table")
+    res = segment_mesh(MeshArrays.from_triangles(s.vertices, s.faces), m, SegmentOptions(num_points=2048))
+    assert res.labels(3).shape == (len(s.faces),) and len(np.unique(res.labels(3))) == 3

@@ -13,7 +13,8 @@ def add_parser(subparsers, help_line: str) -> None:
     p = subparsers.add_parser("train", help=help_line, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="run folder (checkpoint.pt, model.safetensors, log.jsonl)")
-    p.add_argument("--config", default="small", choices=["small", "tiny"], help="network size (default small)")
+    p.add_argument("--config", default="small", choices=["small", "small-normals", "tiny"],
+                   help="network: small (default), small-normals (also reads surface normals), tiny")
     p.add_argument("--steps", type=int, help="stop after this many optimiser steps (in total, across resumes)")
     p.add_argument("--minutes", type=float, help="stop after this many minutes of training (in total)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")

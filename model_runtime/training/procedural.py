@@ -6,7 +6,8 @@ primitive, random tessellation) or as one welded surface (surface nets of the un
 signed distance, smooth blends for organic forms; faces labelled by the nearest
 primitive). Then vertex noise and a random orientation (random up axis, yaw, small tilt).
 
-`sample_points(shape, ...)` gives what training needs: input surface points and labelled
+`sample_points(shape, ...)` gives what training needs: input surface points (and their
+normals, for networks that read them) and labelled
 query points (surface, plus interior points of the closed solids), all in the runtime's
 normalised frame (bounding-box centre at 0, longest side 1.8).
 """
@@ -208,6 +209,13 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, rng) -> tupl
     return pts, fid
 
 
+def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(T, 3) unit normals of the triangles (zero for degenerate ones)."""
+    tri = vertices[faces]
+    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-20)
+
+
 def sample_interior(shape: PartShape, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
     """Points inside the closed primitives, labelled by the most interior primitive's leaf."""
     asm = shape.assembly
@@ -224,15 +232,16 @@ def sample_interior(shape: PartShape, n: int, rng) -> tuple[np.ndarray, np.ndarr
 def sample_points(shape: PartShape, n_input: int, n_query: int, rng, interior_fraction: float = 0.15):
     """Training sample of one shape, normalised.
 
-    Returns input points (n_input, 3) float32, query points (n_query, 3) float32 and the
-    leaf label of each query point (n_query,) int64.
+    Returns input points (n_input, 3) float32, their unit face normals (n_input, 3) float32,
+    query points (n_query, 3) float32 and the leaf label of each query point (n_query,) int64.
     """
     centre, scale = normalisation(shape.vertices)
-    pin, _ = sample_surface(shape.vertices, shape.faces, n_input, rng)
+    pin, fin = sample_surface(shape.vertices, shape.faces, n_input, rng)
+    nin = face_normals(shape.vertices, shape.faces)[fin].astype(np.float32)
     n_in = int(round(n_query * interior_fraction))
     qi, li = sample_interior(shape, n_in, rng)
     qs, fs = sample_surface(shape.vertices, shape.faces, n_query - len(qi), rng)
     q = np.concatenate([qs, qi])
     lab = np.concatenate([shape.face_leaf[fs], li])
     norm = lambda p: ((p - centre) * scale).astype(np.float32)  # noqa: E731
-    return norm(pin), norm(q), lab.astype(np.int64)
+    return norm(pin), nin, norm(q), lab.astype(np.int64)

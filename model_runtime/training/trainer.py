@@ -38,7 +38,13 @@ def tiny_config() -> PartFieldConfig:
     )
 
 
-CONFIGS = {"small": PartFieldConfig.small, "tiny": tiny_config}
+def small_normals_config() -> PartFieldConfig:
+    """`small` that also reads the surface normal at each input point (`point_normals`)."""
+    return dataclasses.replace(PartFieldConfig.small(), name="partfield-small-normals", point_in_channels=9,
+                               point_normals=True)
+
+
+CONFIGS = {"small": PartFieldConfig.small, "small-normals": small_normals_config, "tiny": tiny_config}
 
 
 @dataclass
@@ -78,17 +84,19 @@ def shape_seed(seed: int, step: int, index: int, batch: int) -> int:
 
 
 def make_batch(seed: int, step: int, batch: int, n_input: int, n_query: int, welded_fraction: float = 0.35):
-    """(input points (B,N,3), queries (B,Q,3), labels (B,Q), proposals list[(P,L) bool])."""
-    pins, qs, labs, props = [], [], [], []
+    """(input points (B,N,3), their normals (B,N,3), queries (B,Q,3), labels (B,Q),
+    proposals list[(P,L) bool])."""
+    pins, nins, qs, labs, props = [], [], [], [], []
     for b in range(batch):
         shape = make_shape(shape_seed(seed, step, b, batch), welded_fraction=welded_fraction)
         rng = np.random.default_rng([seed, step, b, 17])
-        pin, q, lab = sample_points(shape, n_input, n_query, rng)
+        pin, nin, q, lab = sample_points(shape, n_input, n_query, rng)
         pins.append(pin)
+        nins.append(nin)
         qs.append(q)
         labs.append(lab)
         props.append(torch.from_numpy(shape.proposals))
-    return (torch.from_numpy(np.stack(pins)), torch.from_numpy(np.stack(qs)),
+    return (torch.from_numpy(np.stack(pins)), torch.from_numpy(np.stack(nins)), torch.from_numpy(np.stack(qs)),
             torch.from_numpy(np.stack(labs)), props)
 
 
@@ -182,10 +190,10 @@ class Trainer:
         (self.out / "options.json").write_text(json.dumps(opts.to_dict(), indent=2))
 
     def loss_on(self, batch, generator=None):
-        pins, qs, labs, props = batch
-        pins, qs, labs = pins.to(self.device), qs.to(self.device), labs.to(self.device)
+        pins, nins, qs, labs, props = batch
+        pins, nins, qs, labs = pins.to(self.device), nins.to(self.device), qs.to(self.device), labs.to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
-            planes = self.net.encode(pins)
+            planes = self.net.encode(pins, nins)
         feats = self.net.decode(planes.float(), qs)
         tau = self.temp()
         losses, top1 = [], []
