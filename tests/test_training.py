@@ -247,3 +247,10 @@ def test_a_model_that_reads_normals_trains_exports_and_segments(tmp_path):
     s = make_shape(5, "table")
     res = segment_mesh(MeshArrays.from_triangles(s.vertices, s.faces), m, SegmentOptions(num_points=2048))
     assert res.labels(3).shape == (len(s.faces),) and len(np.unique(res.labels(3))) == 3
+    # The evaluation's untrained control takes the model file's architecture (normals too).
+    from model_runtime.cli import main
+
+    out = tmp_path / "eval.json"
+    rc = main(["evaluate", "--checkpoint", str(tmp_path / "model.safetensors"), "--dataset", "procedural",
+               "--per-category", "1", "--limit", "1", "--methods", "untrained", "--json", str(out), "--quiet"])
+    assert rc == 0 and "untrained" in json.loads(out.read_text())["datasets"]["procedural"]["summary"]

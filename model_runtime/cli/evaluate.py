@@ -3,8 +3,8 @@
 For each shape: per-face features -> Ward tree on the face adjacency -> cuts k = 2..20;
 score = mean over ground-truth parts of the best IoU with a predicted part. Reported as
 best-of-k and at one fixed k per dataset, overall and per category, for the model, the
-untrained network (control) and the baselines (one part, Ward on position+normal,
-spectral features of the face graph).
+untrained network (control: the model file's architecture with random weights) and the
+baselines (one part, Ward on position+normal, spectral features of the face graph).
 
 Examples:
   python -m model_runtime evaluate --dataset procedural
@@ -44,7 +44,6 @@ def add_parser(subparsers, help_line: str) -> None:
 def _methods(args, log):
     import torch
 
-    from ..config import PartFieldConfig
     from ..field_model import FieldModel
     from ..network import PartFieldNet
     from ..training import evaluation as ev
@@ -54,10 +53,11 @@ def _methods(args, log):
     if unknown:
         raise SystemExit(f"unknown methods: {', '.join(unknown)}")
     methods, info = [], {}
-    cfg = PartFieldConfig.small()
-    if "model" in wanted or "model_features" in wanted:
+    if {"model", "model_features", "untrained"} & set(wanted):
+        # the untrained control has the architecture of the model file (default: the bundled one)
         model = FieldModel.load(args.checkpoint, device=args.device, precision="fp32")
         cfg = model.config
+    if "model" in wanted or "model_features" in wanted:
         info["model"] = model.describe()
         info["model"]["metadata"] = {k: v for k, v in model.metadata.items() if k != "partfield_config"}
         shared: dict = {}  # one network pass per shape for both clusterings
