@@ -26,7 +26,8 @@ def test_bundled_model_is_ours_and_small(model):
     assert path.exists()
     assert path.stat().st_size < 20 * 2**20  # at most 20 MB
     info = model.describe()
-    assert info["name"] == "partfield-small" and info["kind"] == "compact"
+    assert info["name"] == "partfield-small-normals" and info["kind"] == "compact"
+    assert model.reads_normals  # the runtime feeds it the sampled surface normals
     assert "GPL-3.0-or-later" in info["licence"]
     assert int(model.metadata["training_steps"]) > 0
 

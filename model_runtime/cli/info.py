@@ -38,7 +38,8 @@ def run(args) -> int:
     print(f"file:        {info['file']} ({info['size_mb']} MB)")
     print(f"format:      {weights.kind}  ({', '.join(dtypes)})")
     print(f"network:     {cfg.name}: planes {cfg.plane_resolution}^2 x {cfg.feature_dim} features, "
-          f"transformer {cfg.transformer_depth} x {cfg.transformer_width}, PVConv {cfg.pvconv_channels}")
+          f"transformer {cfg.transformer_depth} x {cfg.transformer_width}, PVConv {cfg.pvconv_channels}; "
+          f"input: points{' + normals' if cfg.point_normals else ''}")
     print(f"tensors:     {info['tensors']}")
     print(f"parameters:  {info['parameters']:,} ({used:,} used at inference)")
     for k, v in info["metadata"].items():
