@@ -118,7 +118,7 @@ class FieldModel:
     @property
     def reads_normals(self) -> bool:
         """True when the network also reads a surface normal per input point."""
-        return bool(getattr(self.config, "point_normals", False))
+        return self.config.point_normals
 
     def encode(self, points, normals=None) -> Triplanes:
         """Normalised points (N, 3) (bbox centred, longest side in [-0.9, 0.9]) -> Triplanes.

@@ -26,7 +26,9 @@ def sample_triangles(vertices, tris, tri_to_poly, count=DEFAULT_NUM_POINTS, seed
     if count <= 0:
         raise InputError("the number of sample points must be positive")
     a, b, c = v[tris[:, 0]], v[tris[:, 1]], v[tris[:, 2]]
-    areas = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    cross = np.cross(b - a, c - a)  # (T, 3): twice the area along the normal
+    twice_area = np.linalg.norm(cross, axis=1)
+    areas = 0.5 * twice_area
     total = areas.sum()
     if tris.shape[0] == 0 or not np.isfinite(total) or total <= 0:
         raise InputError("the surface has no area to sample")
@@ -38,8 +40,7 @@ def sample_triangles(vertices, tris, tri_to_poly, count=DEFAULT_NUM_POINTS, seed
     r2 = rng.random(count)
     wa, wb, wc = 1 - r1, r1 * (1 - r2), r1 * r2
     pts = a[pick] * wa[:, None] + b[pick] * wb[:, None] + c[pick] * wc[:, None]
-    n = np.cross(b[pick] - a[pick], c[pick] - a[pick])
-    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
+    n = cross[pick] / np.maximum(twice_area[pick], 1e-30)[:, None]
     return SurfaceSample(points=pts.astype(np.float32), polygon_ids=np.asarray(tri_to_poly)[pick],
                          normals=n.astype(np.float32))
 
@@ -60,7 +61,8 @@ def estimate_normals(points, neighbours=16) -> np.ndarray:
     pts = np.asarray(points, dtype=np.float64)
     k = int(min(max(neighbours, 3), len(pts)))
     _, idx = cKDTree(pts).query(pts, k=k)
-    nb = pts[idx] - pts[idx].mean(1, keepdims=True)  # (N, k, 3)
+    nb = pts[idx]  # (N, k, 3)
+    nb -= nb.mean(1, keepdims=True)
     cov = np.einsum("nki,nkj->nij", nb, nb)
     _, vecs = np.linalg.eigh(cov)  # ascending eigenvalues
     return vecs[:, :, 0].astype(np.float32)

@@ -234,11 +234,11 @@ def test_evaluate_command_scores_the_bundled_model_fused_and_alone(tmp_path):
 def test_a_model_that_reads_normals_trains_exports_and_segments(tmp_path):
     """`--config small-normals`: one real step, the export keeps `point_normals`, and the
     runtime pipeline feeds it the sampled surface normals."""
+    import dataclasses
+
     from model_runtime.field_model import FieldModel
     from model_runtime.mesh import MeshArrays
     from model_runtime.pipeline import SegmentOptions, segment_mesh
-
-    import dataclasses
 
     t = Trainer(dataclasses.replace(_tiny_opts(tmp_path, steps=1), config="small-normals"), log=lambda s: None)
     t.run()

@@ -28,7 +28,7 @@ from ..connectivity import build_connectivity
 from ..mesh import MeshArrays
 from ..part_embedding import DEFAULT_CLUSTERING, crease_weights, graph_edges, part_embedding, spectral_embedding
 from ..part_tree import PartTree
-from .procedural import face_normals, make_shape, normalisation, sample_surface
+from .procedural import make_shape, normalisation, sample_surface
 from .shapes import CATEGORIES
 
 EVAL_SEED_BASE = 10**9  # held-out procedural seeds; training seeds stay below 10**9
@@ -142,10 +142,7 @@ def network_face_features(model, v: np.ndarray, f: np.ndarray, n_points: int, fa
     vn = (v - centre) * scale
     rng = np.random.default_rng(seed)
     pts, fid = sample_surface(vn, f, n_points, rng)
-    if getattr(model, "reads_normals", False):
-        planes = model.encode(pts.astype(np.float32), face_normals(vn, f)[fid])
-    else:
-        planes = model.encode(pts.astype(np.float32))
+    planes = model.encode(pts.astype(np.float32), face_geometry(vn, f)[1][fid])  # normals: read if the model does
     if method == "quadrature":
         from ..face_features import polygon_features
 
