@@ -33,11 +33,15 @@ def add_parser(subparsers, help_line: str) -> None:
     p.add_argument("--autocast", default="auto", choices=["auto", "bf16", "off"],
                    help="mixed precision for the encoder (default auto: bf16 on CUDA and on CPUs with "
                         "native bf16 such as AVX512-BF16, fp32 elsewhere; off = fp32 throughout)")
+    p.add_argument("--proposals", type=int, default=8,
+                   help="part proposals scored per shape and step (default 8; each gets 64 anchor/positive "
+                        "pairs against 192 negatives)")
     p.add_argument("--export", metavar="PATH", help="also write the compact fp16 model here at the end")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from ..training.loss import LossConfig
     from ..training.trainer import Trainer, TrainOptions, export_compact
 
     if args.steps is None and args.minutes is None:
@@ -47,7 +51,8 @@ def run(args) -> int:
                         device=args.device, resume=args.resume, seed=args.seed, batch=args.batch,
                         n_input=args.points, n_query=args.queries, lr=args.lr,
                         checkpoint_minutes=args.checkpoint_minutes, threads=args.threads,
-                        welded_fraction=args.welded_fraction, autocast=args.autocast)
+                        welded_fraction=args.welded_fraction, autocast=args.autocast,
+                        loss=LossConfig(proposals_per_shape=args.proposals))
     trainer = Trainer(opts, log=lambda s: print(s, flush=True))
     print(f"training {trainer.cfg.name} on {trainer.device} "
           f"({sum(p.numel() for p in trainer.net.parameters()):,} parameters, encoder "
