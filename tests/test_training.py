@@ -248,6 +248,49 @@ def test_baselines_on_a_procedural_table():
     assert "By meshing" in table and "| spectral |" in table
 
 
+def test_paired_bootstrap_errors_and_margins():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.6, 0.2, 400)
+    shapes = [f"s{i}" for i in range(400)]
+    best = {"model": dict(zip(shapes, base + 0.1)), "baseline": dict(zip(shapes, base)),
+            "noisy": dict(zip(shapes, base + rng.normal(0, 0.1, 400)))}
+    best["model"]["only_here"] = 1.0  # scored by one method only: left out
+    st = ev.paired_bootstrap(best, "model", resamples=2000, seed=1)
+    assert st["model"]["n"] == 400 and abs(st["model"]["mean"] - (base.mean() + 0.1)) < 1e-12
+    assert st["model"]["se"] == pytest.approx(0.2 / np.sqrt(400), rel=0.15)
+    # a constant per-shape lead has no sampling error, however spread the scores are
+    b = st["baseline"]
+    assert b["margin"] == pytest.approx(0.1) and b["margin_se"] < 1e-9
+    assert b["margin_low"] == pytest.approx(0.1) and b["margin_high"] == pytest.approx(0.1)
+    n = st["noisy"]
+    assert n["margin_se"] == pytest.approx(0.1 / np.sqrt(400), rel=0.15)
+    assert n["margin_low"] < n["margin"] < n["margin_high"]
+    table = ev.format_uncertainty(st, "model", "toy")
+    assert "| baseline | 0.5" in table and "+10.0 pts | 0.0 | +10.0 .. +10.0 |" in table
+
+
+def test_bench_quality_merges_reports_and_prints_errors(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_quality.py"
+    spec = importlib.util.spec_from_file_location("bench_quality", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    shapes = [ev.EvalShape(f"chair/{i}", "chair", None, None, None) for i in range(6)]
+    scores = {"model": {s.name: {2: 0.5, 3: 0.7 + 0.01 * i} for i, s in enumerate(shapes)},
+              "spectral": {s.name: {2: 0.6, 3: 0.62} for s in shapes}}
+    for name, methods in (("a.json", ["model"]), ("b.json", ["spectral"])):
+        part = {m: scores[m] for m in methods}
+        report = {"command": f"evaluate {name}", "datasets": {"coseg": {
+            "summary": ev.summarise(shapes, part), "scores": part}}}
+        (tmp_path / name).write_text(json.dumps(report))
+    assert bench.main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--resamples", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "### coseg (6 shapes)" in out and "### coseg: bootstrap over shapes" in out
+    assert "| spectral | 0.620 | 0.000 | +10.5 pts |" in out
+
+
 def test_read_coseg(coseg_dir):
     shapes = ev.load_coseg(coseg_dir)
     assert len(shapes) == 28

@@ -301,3 +301,48 @@ def format_table(summary: dict, title: str) -> str:
         lines += _group_table(summary, names, "meshing", "meshing",
                               "By meshing (one welded surface / loose pieces), best-of-k (fixed k: mIoU):")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# Uncertainty of the best-of-k means (shapes resampled with replacement).
+
+def best_of_k_per_shape(scores: dict) -> dict:
+    """{method: {shape: best mIoU over k}} from evaluate's {method: {shape: {k: mIoU}}}."""
+    return {m: {s: max(by_k.values()) for s, by_k in per_shape.items()} for m, per_shape in scores.items()}
+
+
+def paired_bootstrap(best: dict, reference: str, resamples: int = 5000, seed: int = 0) -> dict:
+    """Bootstrap over shapes of the best-of-k means in `best` ({method: {shape: score}}).
+
+    Per method: `mean`, `se` (the standard error of the mean) and, for every method but
+    `reference`, the paired margin `reference - method` (`margin`, `margin_se`, and the
+    2.5 / 97.5 percentiles `margin_low` / `margin_high`). Every method is resampled with the
+    same shape draws, so the margin's error is that of the per-shape differences. Only the
+    shapes scored by every method count."""
+    shapes = sorted(set.intersection(*(set(v) for v in best.values())))
+    if not shapes:
+        raise ValueError("no shape is scored by every method")
+    values = {m: np.array([best[m][s] for s in shapes], dtype=np.float64) for m in best}
+    draws = np.random.default_rng(seed).integers(0, len(shapes), size=(resamples, len(shapes)))
+    out = {}
+    for m, v in values.items():
+        e = {"mean": float(v.mean()), "se": float(v[draws].mean(1).std(ddof=1)), "n": len(shapes)}
+        if m != reference:
+            d = (values[reference] - v)[draws].mean(1)
+            e.update(margin=float((values[reference] - v).mean()), margin_se=float(d.std(ddof=1)),
+                     margin_low=float(np.percentile(d, 2.5)), margin_high=float(np.percentile(d, 97.5)))
+        out[m] = e
+    return out
+
+
+def format_uncertainty(stats: dict, reference: str, title: str) -> str:
+    """Markdown table of `paired_bootstrap`'s output."""
+    lines = [f"### {title}: bootstrap over shapes", "",
+             f"| method | best-of-k | SE | {reference} minus method | SE | 95% interval |", "|---|---|---|---|---|---|"]
+    for m, e in stats.items():
+        if m == reference:
+            lines.append(f"| {m} | {e['mean']:.3f} | {e['se']:.3f} | | | |")
+        else:
+            lines.append(f"| {m} | {e['mean']:.3f} | {e['se']:.3f} | {100 * e['margin']:+.1f} pts | "
+                         f"{100 * e['margin_se']:.1f} | {100 * e['margin_low']:+.1f} .. {100 * e['margin_high']:+.1f} |")
+    return "\n".join(lines)
