@@ -171,6 +171,18 @@ def test_short_training_lowers_the_loss(tmp_path):
     assert after < before - 0.1, (before, after)
 
 
+def test_train_command_passes_proposals_and_refuses_bad_ones(tmp_path, capsys):
+    from model_runtime.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "bad"), "--config", "tiny", "--steps", "1",
+                 "--proposals", "0"]) == 2
+    assert "--proposals must be at least 1" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "run"), "--config", "tiny", "--steps", "1", "--points", "1024",
+                 "--queries", "256", "--proposals", "3", "--checkpoint-minutes", "100"]) == 0
+    recipe = json.loads((tmp_path / "run" / "options.json").read_text())
+    assert recipe["loss"]["proposals_per_shape"] == 3
+
+
 def test_bf16_autocast_step_matches_fp32(tmp_path):
     """The bf16 encoder gives nearly the fp32 loss and gradients on the same weights and batch;
     bad modes are refused."""

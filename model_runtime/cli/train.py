@@ -47,6 +47,9 @@ def run(args) -> int:
     if args.steps is None and args.minutes is None:
         print("error: give --steps or --minutes", file=sys.stderr)
         return 2
+    if args.proposals < 1:
+        print("error: --proposals must be at least 1", file=sys.stderr)
+        return 2
     opts = TrainOptions(out=args.out, config=args.config, steps=args.steps, minutes=args.minutes,
                         device=args.device, resume=args.resume, seed=args.seed, batch=args.batch,
                         n_input=args.points, n_query=args.queries, lr=args.lr,
