@@ -33,7 +33,8 @@ def add_parser(subparsers, help_line):
     return p
 
 
-def print_license(stream=sys.stderr):
+def print_license(stream=None):
+    stream = stream if stream is not None else sys.stderr  # looked up now, not at import
     print("PartField's released weights are licensed by NVIDIA, not by this project:", file=stream)
     for line in wd.LICENSE_TERMS:
         print(f"  {line}", file=stream)
@@ -42,8 +43,10 @@ def print_license(stream=sys.stderr):
 class _Progress:
     """One status line on stderr, rewritten at most a few times a second."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream, self.last, self.stage = stream, 0.0, None
+    def __init__(self, stream=None):
+        # sys.stderr is looked up now, not at import: it may have been replaced since
+        # (a test's capture, a GUI's redirect) and the old stream closed.
+        self.stream, self.last, self.stage = stream if stream is not None else sys.stderr, 0.0, None
 
     def __call__(self, stage, done, total):
         now = time.monotonic()
