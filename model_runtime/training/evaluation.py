@@ -328,8 +328,9 @@ def paired_bootstrap(best: dict, reference: str, resamples: int = 5000, seed: in
     for m, v in values.items():
         e = {"mean": float(v.mean()), "se": float(v[draws].mean(1).std(ddof=1)), "n": len(shapes)}
         if m != reference:
-            d = (values[reference] - v)[draws].mean(1)
-            e.update(margin=float((values[reference] - v).mean()), margin_se=float(d.std(ddof=1)),
+            diff = values[reference] - v  # (shapes,) paired per-shape margins
+            d = diff[draws].mean(1)
+            e.update(margin=float(diff.mean()), margin_se=float(d.std(ddof=1)),
                      margin_low=float(np.percentile(d, 2.5)), margin_high=float(np.percentile(d, 97.5)))
         out[m] = e
     return out
