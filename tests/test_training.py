@@ -270,6 +270,9 @@ def test_paired_bootstrap_errors_and_margins():
     st = ev.paired_bootstrap(best, "model", resamples=2000, seed=1)
     assert st["model"]["n"] == 400 and abs(st["model"]["mean"] - (base.mean() + 0.1)) < 1e-12
     assert st["model"]["se"] == pytest.approx(0.2 / np.sqrt(400), rel=0.15)
+    m = st["model"]  # the interval of the mean: about 1.96 standard errors either side of it
+    assert m["low"] < m["mean"] < m["high"]
+    assert m["high"] - m["low"] == pytest.approx(2 * 1.96 * m["se"], rel=0.1)
     # a constant per-shape lead has no sampling error, however spread the scores are
     b = st["baseline"]
     assert b["margin"] == pytest.approx(0.1) and b["margin_se"] < 1e-9
@@ -279,6 +282,7 @@ def test_paired_bootstrap_errors_and_margins():
     assert n["margin_low"] < n["margin"] < n["margin_high"]
     table = ev.format_uncertainty(st, "model", "toy")
     assert "| baseline | 0.5" in table and "+10.0 pts | 0.0 | +10.0 .. +10.0 |" in table
+    assert f"| model | {m['mean']:.3f} | {m['se']:.3f} | {m['low']:.3f} .. {m['high']:.3f} | | |" in table
 
 
 def test_bench_quality_merges_reports_and_prints_errors(tmp_path, capsys):
@@ -300,7 +304,7 @@ def test_bench_quality_merges_reports_and_prints_errors(tmp_path, capsys):
     assert bench.main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--resamples", "500"]) == 0
     out = capsys.readouterr().out
     assert "### coseg (6 shapes)" in out and "### coseg: bootstrap over shapes" in out
-    assert "| spectral | 0.620 | 0.000 | +10.5 pts |" in out
+    assert "| spectral | 0.620 | 0.000 | 0.620 .. 0.620 | +10.5 pts |" in out
 
 
 def test_read_coseg(coseg_dir):

@@ -314,7 +314,8 @@ def best_of_k_per_shape(scores: dict) -> dict:
 def paired_bootstrap(best: dict, reference: str, resamples: int = 5000, seed: int = 0) -> dict:
     """Bootstrap over shapes of the best-of-k means in `best` ({method: {shape: score}}).
 
-    Per method: `mean`, `se` (the standard error of the mean) and, for every method but
+    Per method: `mean`, `se` (the standard error of the mean), the 2.5 / 97.5 percentiles of
+    the resampled mean (`low` / `high`) and, for every method but
     `reference`, the paired margin `reference - method` (`margin`, `margin_se`, and the
     2.5 / 97.5 percentiles `margin_low` / `margin_high`). Every method is resampled with the
     same shape draws, so the margin's error is that of the per-shape differences. Only the
@@ -326,7 +327,9 @@ def paired_bootstrap(best: dict, reference: str, resamples: int = 5000, seed: in
     draws = np.random.default_rng(seed).integers(0, len(shapes), size=(resamples, len(shapes)))
     out = {}
     for m, v in values.items():
-        e = {"mean": float(v.mean()), "se": float(v[draws].mean(1).std(ddof=1)), "n": len(shapes)}
+        means = v[draws].mean(1)
+        e = {"mean": float(v.mean()), "se": float(means.std(ddof=1)), "low": float(np.percentile(means, 2.5)),
+             "high": float(np.percentile(means, 97.5)), "n": len(shapes)}
         if m != reference:
             diff = values[reference] - v  # (shapes,) paired per-shape margins
             d = diff[draws].mean(1)
@@ -339,11 +342,13 @@ def paired_bootstrap(best: dict, reference: str, resamples: int = 5000, seed: in
 def format_uncertainty(stats: dict, reference: str, title: str) -> str:
     """Markdown table of `paired_bootstrap`'s output."""
     lines = [f"### {title}: bootstrap over shapes", "",
-             f"| method | best-of-k | SE | {reference} minus method | SE | 95% interval |", "|---|---|---|---|---|---|"]
+             f"| method | best-of-k | SE | 95% interval | {reference} minus method | SE | 95% interval |",
+             "|---|---|---|---|---|---|---|"]
     for m, e in stats.items():
+        mean = f"| {m} | {e['mean']:.3f} | {e['se']:.3f} | {e['low']:.3f} .. {e['high']:.3f} |"
         if m == reference:
-            lines.append(f"| {m} | {e['mean']:.3f} | {e['se']:.3f} | | | |")
+            lines.append(mean + " | | |")
         else:
-            lines.append(f"| {m} | {e['mean']:.3f} | {e['se']:.3f} | {100 * e['margin']:+.1f} pts | "
-                         f"{100 * e['margin_se']:.1f} | {100 * e['margin_low']:+.1f} .. {100 * e['margin_high']:+.1f} |")
+            lines.append(mean + f" {100 * e['margin']:+.1f} pts | {100 * e['margin_se']:.1f} | "
+                         f"{100 * e['margin_low']:+.1f} .. {100 * e['margin_high']:+.1f} |")
     return "\n".join(lines)
