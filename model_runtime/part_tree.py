@@ -7,6 +7,12 @@ connected pair with the smallest Ward cost), so `cut(k)` equals
 `AgglomerativeClustering(n_clusters=k, linkage="ward", connectivity=...)` up to label names.
 It is written here because scikit-learn's loop is quadratic in the number of polygons and
 keeps a (2P, F) float64 table (2.4 GB at 200k faces x 448 features); this one keeps (P, F).
+
+Optionally (`PartTree.build(free_space=...)`) the merges above the tree's natural cut
+(`natural_cut`: where a merge first costs far more than the one before it, so the parts are
+whole) are redone without the graph (`free_merges`): parts that do not touch but look alike,
+such as a chair's four legs or a creature's arms, then join into one part at coarse
+granularity, while that cut and every finer one are unchanged.
 """
 from __future__ import annotations
 
@@ -156,6 +162,75 @@ def ward_merges(x, connectivity, progress=None, cancel=None, overwrite=False):
     return children, costs
 
 
+NATURAL_CUT_RANGE = (3, 20)
+
+
+def natural_cut(costs, num_leaves: int, lo: int = NATURAL_CUT_RANGE[0], hi: int = NATURAL_CUT_RANGE[1]) -> int:
+    """The number of parts k in [lo, hi] whose next merge (k -> k-1 parts) costs the most
+    relative to the merge that made it (k+1 -> k): the cut where the parts are whole.
+    Trees with at most `lo` leaves return their leaf count."""
+    costs = np.asarray(costs, dtype=np.float64)
+    p = int(num_leaves)
+    ks = np.arange(lo, min(hi, p - 1) + 1)
+    if ks.size == 0:
+        return p
+    # merge t takes the tree from p - t to p - t - 1 parts
+    ratio = costs[p - ks] / np.maximum(costs[p - ks - 1], 1e-12)
+    return int(ks[np.argmax(ratio)])
+
+
+def free_merges(children, x, parts: int):
+    """Redo the merges above the `parts`-part cut of a merge tree as unconstrained Ward on
+    rows of `x (P,F)`: `(children (parts-1,2), costs (parts-1,))` that replace the tree's
+    last `parts - 1` merges (node ids continue where the kept merges end).
+
+    The kept merges define `parts` clusters; from there the pair with the smallest Ward cost
+    in `x` merges whether or not the clusters touch in the polygon graph. Ties go to the
+    pair with the smaller (larger id, smaller id), as in `ward_merges`."""
+    children = np.asarray(children, dtype=np.int64).reshape(-1, 2)
+    p = children.shape[0] + 1
+    m = min(int(parts), p)
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != p:
+        raise InputError(f"free-merge space must be ({p}, F), got {x.shape}")
+    if m < 2:
+        return np.zeros((0, 2), np.int64), np.zeros(0)
+    keep = children[: p - m]
+    n = p + len(keep)  # nodes that exist after the kept merges
+    root = np.arange(n)
+    root[keep[:, 0]] = root[keep[:, 1]] = np.arange(p, n)
+    while True:  # pointer jumping: every leaf to the cluster it ends in
+        nxt = root[root]
+        if np.array_equal(nxt, root):
+            break
+        root = nxt
+    ids, which = np.unique(root[:p], return_inverse=True)  # the m cluster nodes, ascending
+    count = np.bincount(which, minlength=m).astype(np.float64)
+    sums = sp.csr_matrix((np.ones(p), (which, np.arange(p))), shape=(m, p)) @ x  # (m, F)
+    ids = ids.astype(np.int64)
+    alive = np.ones(m, bool)
+    upper = np.triu(np.ones((m, m), bool), 1)
+    out = np.empty((m - 1, 2), np.int64)
+    costs = np.empty(m - 1)
+    for t in range(m - 1):
+        mean = sums / np.maximum(count, 1.0)[:, None]
+        sq = np.einsum("ij,ij->i", mean, mean)
+        d = np.maximum(sq[:, None] + sq[None, :] - 2.0 * mean @ mean.T, 0.0)  # (m, m) squared distances
+        a_idx, b_idx = np.nonzero(alive[:, None] & alive[None, :] & upper)
+        na, nb = count[a_idx], count[b_idx]
+        cost = na * nb / (na + nb) * d[a_idx, b_idx]
+        hi, lo = np.maximum(ids[a_idx], ids[b_idx]), np.minimum(ids[a_idx], ids[b_idx])
+        best = np.lexsort((lo, hi, cost))[0]
+        a, b = a_idx[best], b_idx[best]
+        out[t] = (lo[best], hi[best])
+        costs[t] = cost[best]
+        sums[a] += sums[b]
+        count[a] += count[b]
+        alive[b] = False
+        ids[a] = n + t
+    return out, costs
+
+
 class PartTree:
     """Merge tree over P polygons with O(P) cuts at any k and stable labels.
 
@@ -176,14 +251,23 @@ class PartTree:
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def build(cls, features, connectivity, normalize=True, progress=None, cancel=None) -> "PartTree":
-        """Ward tree of `features (P,F)` (L2-normalised first) on `connectivity`."""
+    def build(cls, features, connectivity, normalize=True, progress=None, cancel=None,
+              free_space=None) -> "PartTree":
+        """Ward tree of `features (P,F)` (L2-normalised first) on `connectivity`. With
+        `free_space (P,F')`, the merges above the tree's `natural_cut` are redone on
+        `free_space` without the graph (`free_merges`), so look-alike parts can join."""
         x = normalize_rows(features) if normalize else np.asarray(features, np.float64)
         if x.ndim != 2 or x.shape[0] < 1:
             raise InputError("features must be a (P, F) array with P >= 1")
+        p = x.shape[0]
         children, costs = ward_merges(x, connectivity, progress=progress, cancel=cancel,
                                       overwrite=normalize)
-        return cls(children, x.shape[0], costs)
+        if free_space is not None and p >= 2:
+            extra, extra_costs = free_merges(children, free_space, natural_cut(costs, p))
+            kept = p - 1 - len(extra)
+            children = np.concatenate([children[:kept], extra])
+            costs = np.concatenate([costs[:kept], extra_costs])
+        return cls(children, p, costs)
 
     def _prepare(self):
         """Sizes, parents, DFS leaf order (every node's leaves contiguous) and labels."""

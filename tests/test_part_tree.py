@@ -126,3 +126,44 @@ def test_numpy_cost_fallback_gives_the_same_tree(chair, monkeypatch):
     slow = PartTree.build(feats, con)
     for k in (2, 5, 10, 20):
         assert same_partition(fast.cut(k), slow.cut(k))
+
+
+def _legs_on_a_path():
+    """A path graph 0-1-...-8 whose two ends look alike: rows 0-1 and 7-8 ("legs") share a
+    feature, 2-6 ("the top between them") another. No edge joins the two ends."""
+    x = np.array([[0.0, 0], [0, 0.02], [5, 5], [5, 5.02], [5, 5.01], [5, 5.03], [5, 5.0], [0, 0.01], [0, 0.03]])
+    edges = np.array([[i, i + 1] for i in range(8)])
+    from scipy.sparse import coo_matrix
+
+    return x, coo_matrix((np.ones(8), (edges[:, 0], edges[:, 1])), shape=(9, 9))
+
+
+def test_natural_cut_is_where_a_merge_first_costs_far_more():
+    from model_runtime.part_tree import natural_cut
+
+    p = 40
+    costs = np.linspace(0.01, 0.02, p - 1)  # merge t: p - t -> p - t - 1 parts
+    costs[p - 5:] *= 100.0  # every merge below 5 parts is expensive: 5 parts are whole
+    assert natural_cut(costs, p) == 5
+    assert natural_cut(costs, p, lo=6) != 5  # the range bounds the answer
+    assert natural_cut(np.ones(2), 3) == 3  # trees with at most `lo` leaves: all of them
+
+
+def test_free_merges_join_look_alike_parts_that_do_not_touch():
+    from model_runtime.part_tree import free_merges
+
+    x, graph = _legs_on_a_path()
+    plain = PartTree.build(x, graph, normalize=False)
+    # on the graph alone, two parts are a contiguous run of the path: the ends never join
+    two = plain.cut(2)
+    assert two[0] != two[8]
+    children, costs = free_merges(plain.children, x, 3)
+    assert children.shape == (2, 2) and costs.shape == (2,)
+    free = PartTree.build(x, graph, normalize=False, free_space=x)
+    # natural cut here: 3 parts (left end, middle, right end); above it the ends join
+    assert same_partition(free.cut(3), plain.cut(3))
+    for k in range(3, 10):
+        assert same_partition(free.cut(k), plain.cut(k))  # the natural cut and finer are unchanged
+    np.testing.assert_array_equal(free.cut(2, order="size"), [1, 1, 0, 0, 0, 0, 0, 1, 1])
+    with pytest.raises(Exception, match="free-merge space"):
+        free_merges(plain.children, x[:-1], 3)
