@@ -38,7 +38,7 @@ def merge(reports: list, part: str = "summary") -> dict:
     return out
 
 
-ORDER = ("model", "model_features", "untrained", "spectral", "ward_posnormal", "one_part")
+ORDER = ("model", "model_features", "untrained", "spectral", "spectral_alike", "ward_posnormal", "one_part")
 
 
 def ordered(methods) -> list:

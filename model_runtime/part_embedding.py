@@ -7,6 +7,11 @@ fused with two geometric cues that a feature field alone does not see.
   creases (parts meet at concave seams), and, on meshes of several loose pieces, pulled
   towards the mean of their piece (a loose piece rarely holds more than one part).
 
+Above the tree's natural cut, parts that do not touch may also join
+(`PartTree.build(free_space=...)`), compared on the feature block alone (`feature_block`): the
+spectral block measures where a polygon sits on the graph, which is what keeps apart the
+look-alike parts (four legs, two arms) that this step is for.
+
 Everything is vectorised over the graph's edges; the spectral step is one sparse
 shift-invert eigensolve (`scipy.sparse.linalg.eigsh`).
 """
@@ -30,6 +35,12 @@ MIN_WEIGHT = 1e-3  # edge weights are clipped here so the Laplacian stays well c
 EXACT_LIMIT = 30_000  # above this many polygons the eigenproblem is solved on a coarse graph
 COARSE_NODES = 8_000
 SMOOTHING_STEPS = 12
+
+
+def feature_block(space, features) -> np.ndarray:
+    """The columns of a `part_embedding` result that hold the network features (pulled to
+    their loose piece in "fused"): the space in which parts that do not touch are compared."""
+    return space[:, : np.shape(features)[1]]
 
 
 def polygon_normals(mesh, vertices=None) -> np.ndarray:

@@ -13,7 +13,7 @@ from .connectivity import DEFAULT_BRIDGE, DEFAULT_WELD_TOLERANCE, build_connecti
 from .errors import Cancelled, InputError
 from .face_features import DEFAULT_MAX_MEMORY_MB, DEFAULT_RANDOM_SAMPLES, DEFAULT_SPACING, polygon_features
 from .normalization import Normalization
-from .part_embedding import DEFAULT_CLUSTERING, part_embedding
+from .part_embedding import DEFAULT_CLUSTERING, feature_block, part_embedding
 from .part_tree import PartTree, kmeans_labels
 from .result import SegmentationResult
 from .sampling import DEFAULT_NUM_POINTS, estimate_normals, sample_mesh
@@ -36,6 +36,9 @@ class SegmentOptions:
     bridge: str = DEFAULT_BRIDGE
     features_fp16: bool = False  # keep features as float16 in the result (half the size)
     clustering: str = DEFAULT_CLUSTERING  # "fused" (features + creases + loose pieces) or "features"
+    # Cuts coarser than the tree's natural one may join parts that do not touch but whose
+    # features match (a chair's legs, a creature's arms); that cut and finer ones are unchanged.
+    group_alike: bool = True
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -144,7 +147,10 @@ def segment_mesh(mesh, model, options: SegmentOptions | None = None, progress=No
     cluster_stats = {}
     space = part_embedding(features, mesh, con, vertices=v, method=options.clustering, stats=cluster_stats)
     rep.check()
-    tree = PartTree.build(space, con, normalize=False, progress=rep.stage("part tree"), cancel=cancel)
+    free = feature_block(space, features) if options.group_alike else None
+    tree = PartTree.build(space, con, normalize=False, progress=rep.stage("part tree"), cancel=cancel,
+                          free_space=free)
+    del free
     del space
     rep("part tree", 1.0)
     timings["tree_s"] = time.perf_counter() - t

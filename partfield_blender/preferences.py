@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import bpy
-from bpy.props import EnumProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 from bpy.types import AddonPreferences
 
 ADDON_ID = __package__
@@ -84,6 +84,12 @@ class PartFieldPreferences(AddonPreferences):
         name="Part Tree From", items=CLUSTERING_CHOICES, default="fused",
         description="What the part tree is built on (applies to the next Compute)",
     )
+    group_alike: BoolProperty(
+        name="Group Look-Alike Parts", default=True,
+        description="Coarse granularity may join parts that do not touch but look alike (a chair's legs, "
+                    "a creature's arms); the tree's natural cut and finer ones are unchanged "
+                    "(applies to the next Compute)",
+    )
     decode_memory_mb: IntProperty(
         name="Decode Memory Limit", default=2048, min=128, soft_max=16384, subtype="NONE",
         description="Upper bound in MB for memory used while decoding per-face features "
@@ -99,6 +105,7 @@ class PartFieldPreferences(AddonPreferences):
         col.prop(self, "device")
         col.prop(self, "precision")
         col.prop(self, "clustering")
+        col.prop(self, "group_alike")
         col.prop(self, "decode_memory_mb")
         box = layout.box()
         for i, line in enumerate(describe_lines(self)):
@@ -147,7 +154,8 @@ def model_spec_from_prefs(prefs):
         return ModelSpec()
     return ModelSpec(path=model_path(prefs), device=prefs.device, precision=prefs.precision,
                      max_memory_mb=prefs.decode_memory_mb,
-                     options={"clustering": getattr(prefs, "clustering", "fused")})
+                     options={"clustering": getattr(prefs, "clustering", "fused"),
+                              "group_alike": bool(getattr(prefs, "group_alike", True))})
 
 
 def model_spec_from_context(context=None):

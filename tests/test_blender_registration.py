@@ -48,6 +48,11 @@ SCRIPT = textwrap.dedent("""
         spec = prefs_mod.model_spec_from_prefs(prefs)
         assert spec.precision == "bf16"
         assert jobs.load_model(spec).dtype == torch.bfloat16
+    # The look-alike grouping preference reaches the segmentation options.
+    assert prefs_mod.model_spec_from_prefs(prefs).options["group_alike"] is True
+    prefs.group_alike = False
+    assert prefs_mod.model_spec_from_prefs(prefs).options["group_alike"] is False
+    prefs.group_alike = True
     import addon_utils
     addon_utils.disable(ext_helpers.ADDON)
     assert not hasattr(bpy.types, "PARTFIELD_OT_download_weights")

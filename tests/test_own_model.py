@@ -70,3 +70,19 @@ def test_default_pipeline_splits_the_welded_table(model):
     result = segment_mesh(MeshArrays.from_triangles(v, f), model)
     assert result.metadata["clustering"] == "fused"
     assert part_miou(gt, result.labels(5)) >= 0.85
+
+
+def test_default_pipeline_groups_the_welded_tables_legs_at_two_parts(model):
+    """Above the tree's natural cut (top + four legs) look-alike parts may join although they
+    do not touch: at k = 2 the four legs are one part. Touching parts only cannot do that."""
+    from model_runtime.pipeline import SegmentOptions, segment_mesh
+
+    v, f, gt = _table(True)
+    top_and_legs = np.where(gt == 0, 0, 1)
+    mesh = MeshArrays.from_triangles(v, f)
+    grouped = segment_mesh(mesh, model)
+    assert grouped.metadata["options"]["group_alike"] is True
+    assert part_miou(top_and_legs, grouped.labels(2)) >= 0.9
+    assert part_miou(gt, grouped.labels(5)) >= 0.85  # the finer cut keeps every leg
+    touching = segment_mesh(mesh, model, SegmentOptions(group_alike=False))
+    assert part_miou(top_and_legs, touching.labels(2)) < 0.8

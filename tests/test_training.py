@@ -250,8 +250,8 @@ def test_baselines_on_a_procedural_table():
     shapes = ev.procedural_set(1, categories=["table", "robot"])
     res = ev.evaluate(shapes, ev.baseline_methods())
     summary = ev.summarise(shapes, res["scores"])
-    assert set(summary) == {"one_part", "ward_posnormal", "spectral"}
-    for name in ("ward_posnormal", "spectral"):
+    assert set(summary) == {"one_part", "ward_posnormal", "spectral", "spectral_alike"}
+    for name in ("ward_posnormal", "spectral", "spectral_alike"):
         assert summary[name]["best_of_k"] > summary["one_part"]["best_of_k"] + 0.2
     assert 2 <= summary["spectral"]["fixed_k"] <= 20
     kinds = {s.meshing for s in shapes}
@@ -338,6 +338,11 @@ def test_evaluate_command_scores_the_bundled_model_fused_and_alone(tmp_path):
     for name in ("model", "model_features"):
         assert summary[name]["best_of_k"] > summary["one_part"]["best_of_k"]
     assert summary["model"]["meshing"]  # split by welded / loose
+    assert "--touching-only" not in rep["command"]
+    # the runtime's tree before look-alike merges, for comparison; the report says which it was
+    rc = main(["evaluate", "--dataset", "procedural", "--per-category", "1", "--limit", "1", "--methods", "model",
+               "--touching-only", "--json", str(out), "--quiet"])
+    assert rc == 0 and "--touching-only" in json.loads(out.read_text())["command"]
 
 
 def test_a_model_that_reads_normals_trains_exports_and_segments(tmp_path):

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 DEFAULT_COSEG = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "coseg_subset"
-ALL_METHODS = ["model", "model_features", "untrained", "one_part", "ward_posnormal", "spectral"]
+ALL_METHODS = ["model", "model_features", "untrained", "one_part", "ward_posnormal", "spectral", "spectral_alike"]
 
 
 def add_parser(subparsers, help_line: str) -> None:
@@ -33,6 +33,9 @@ def add_parser(subparsers, help_line: str) -> None:
     p.add_argument("--face-method", default="quadrature", choices=["quadrature", "random"],
                    help="per-face feature: the runtime's texel quadrature (default) or random samples")
     p.add_argument("--face-samples", type=int, default=4, help="random samples per face (--face-method random)")
+    p.add_argument("--touching-only", action="store_true",
+                   help="model methods: build the tree on touching parts only (no look-alike merges above "
+                        "its natural cut; the runtime's behaviour before 2026-11-29)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--limit", type=int, help="evaluate only the first N shapes of each dataset")
@@ -64,13 +67,14 @@ def _methods(args, log):
         for name, clustering in (("model", "fused"), ("model_features", "features")):
             if name in wanted:
                 methods.append(ev.model_method(name, model, args.points or cfg.num_points, args.face_samples,
-                                               args.face_method, clustering, shared))
+                                               args.face_method, clustering, shared,
+                                               group_alike=not args.touching_only))
     if "untrained" in wanted:
         torch.manual_seed(0)
         net = PartFieldNet(cfg)
         control = FieldModel(net, torch.device(args.device), torch.float32, "untrained (random init, seed 0)")
         methods.append(ev.model_method("untrained", control, args.points or cfg.num_points, args.face_samples,
-                                       args.face_method))
+                                       args.face_method, group_alike=not args.touching_only))
     for m in ev.baseline_methods():
         if m.name in wanted:
             methods.append(m)
@@ -115,4 +119,6 @@ def _argv(args) -> list:
         v = getattr(args, key, None)
         if v is not None:
             out.append(f"--{key.replace('_', '-')} {v}")
+    if getattr(args, "touching_only", False):
+        out.append("--touching-only")
     return out

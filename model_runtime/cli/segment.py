@@ -87,6 +87,9 @@ def add_parser(subparsers, help_line):
     p.add_argument("--clustering", default="fused", choices=["fused", "features"],
                    help="part tree from the features fused with creases and loose pieces (default) "
                         "or from the features alone (as in the paper)")
+    p.add_argument("--touching-only", action="store_true",
+                   help="never join parts that do not touch (by default, cuts coarser than the tree's "
+                        "natural one may join look-alike parts such as a chair's legs)")
     p.add_argument("--save-result", action="store_true", help="also write <name>.partfield.npz (features + tree)")
     p.add_argument("--no-mesh", action="store_true", help="skip the coloured .ply files")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -122,7 +125,7 @@ def run(args) -> int:
     options = SegmentOptions(
         num_points=args.points, seed=args.seed, feature_method=args.features,
         samples_per_face=args.samples_per_face, max_memory_mb=args.max_memory_mb or DEFAULT_MAX_MEMORY_MB,
-        weld=not args.no_weld, bridge=args.bridge, clustering=args.clustering,
+        weld=not args.no_weld, bridge=args.bridge, clustering=args.clustering, group_alike=not args.touching_only,
     )
     try:
         result = segment_mesh(mesh, model, options, progress=bar)

@@ -26,7 +26,14 @@ import numpy as np
 
 from ..connectivity import build_connectivity
 from ..mesh import MeshArrays
-from ..part_embedding import DEFAULT_CLUSTERING, crease_weights, graph_edges, part_embedding, spectral_embedding
+from ..part_embedding import (
+    DEFAULT_CLUSTERING,
+    crease_weights,
+    feature_block,
+    graph_edges,
+    part_embedding,
+    spectral_embedding,
+)
 from ..part_tree import PartTree
 from .procedural import make_shape, normalisation, sample_surface
 from .shapes import CATEGORIES
@@ -177,10 +184,11 @@ def spectral_features(v: np.ndarray, f: np.ndarray, conn, dims: int = 12) -> np.
 # ---------------------------------------------------------------------------------------
 # Evaluation driver.
 
-def tree_scores(features, conn, gt, normalize: bool, ks=K_RANGE, other_levels=None):
-    """{k: mIoU} for the Ward tree of `features`; with `other_levels` ({level: labels})
-    also returns {level: {k: mIoU}} scored on the same tree."""
-    tree = PartTree.build(features, conn, normalize=normalize)
+def tree_scores(features, conn, gt, normalize: bool, ks=K_RANGE, other_levels=None, free_space=None):
+    """{k: mIoU} for the Ward tree of `features` (look-alike merges on `free_space` above its
+    natural cut, as `PartTree.build`); with `other_levels` ({level: labels}) also returns
+    {level: {k: mIoU}} scored on the same tree."""
+    tree = PartTree.build(features, conn, normalize=normalize, free_space=free_space)
     levels = {"": gt, **(other_levels or {})}
     out = {name: {} for name in levels}
     for k in ks:
@@ -195,18 +203,23 @@ def tree_scores(features, conn, gt, normalize: bool, ks=K_RANGE, other_levels=No
 
 
 class Method:
-    """A named way to get per-face features (None: no tree, one part)."""
+    """A named way to get per-face features (None: no tree, one part). With `free`,
+    `features(shape, conn)` returns `(space, free_space)` and the tree joins look-alike parts
+    that do not touch above its natural cut."""
 
-    def __init__(self, name: str, features=None, normalize: bool = True):
+    def __init__(self, name: str, features=None, normalize: bool = True, free: bool = False):
         self.name = name
         self.features = features
         self.normalize = normalize
+        self.free = free
 
 
 def model_method(name: str, model, n_points: int, face_samples: int = 4, face_method: str = "quadrature",
-                 clustering: str = DEFAULT_CLUSTERING, shared: dict | None = None) -> Method:
+                 clustering: str = DEFAULT_CLUSTERING, shared: dict | None = None,
+                 group_alike: bool = True) -> Method:
     """The network's per-face features in the runtime's clustering space (`part_embedding`:
-    "fused" by default, or "features" alone as in the paper). Methods given the same
+    "fused" by default, or "features" alone as in the paper), with the runtime's look-alike
+    merges above the tree's natural cut unless `group_alike` is False. Methods given the same
     `shared` dict run the network once per shape: it keeps the last shape's features."""
     shared = {} if shared is None else shared
 
@@ -215,17 +228,29 @@ def model_method(name: str, model, n_points: int, face_samples: int = 4, face_me
             shared["shape"] = s
             shared["features"] = network_face_features(model, s.vertices, s.faces, n_points, face_samples,
                                                        method=face_method)
-        return part_embedding(shared["features"], MeshArrays.from_triangles(s.vertices, s.faces), conn,
-                              method=clustering)
+        space = part_embedding(shared["features"], MeshArrays.from_triangles(s.vertices, s.faces), conn,
+                               method=clustering)
+        return (space, feature_block(space, shared["features"])) if group_alike else space
 
-    return Method(name, features, normalize=False)
+    return Method(name, features, normalize=False, free=group_alike)
 
 
 def baseline_methods() -> list[Method]:
+    """One part; Ward on (position, normal); spectral features of the face graph, also with the
+    runtime's look-alike merges on those same features (`spectral_alike`), so the model can be
+    compared with the better of the two."""
+    shared: dict = {}
+
+    def spectral(s, conn):
+        if shared.get("shape") is not s:
+            shared["shape"], shared["spectral"] = s, spectral_features(s.vertices, s.faces, conn)
+        return shared["spectral"]
+
     return [
         Method("one_part"),
         Method("ward_posnormal", lambda s, conn: posnormal_features(s.vertices, s.faces), normalize=False),
-        Method("spectral", lambda s, conn: spectral_features(s.vertices, s.faces, conn), normalize=False),
+        Method("spectral", spectral, normalize=False),
+        Method("spectral_alike", lambda s, conn: (spectral(s, conn), spectral(s, conn)), normalize=False, free=True),
     ]
 
 
@@ -245,7 +270,8 @@ def evaluate(shapes: list[EvalShape], methods: list[Method], ks=K_RANGE, log=Non
                 sc = {"": {k: part_miou(s.labels, one) for k in ks}}
                 sc.update({name: {k: part_miou(lab, one) for k in ks} for name, lab in extra.items()})
             else:
-                sc = tree_scores(m.features(s, conn), conn, s.labels, m.normalize, ks, other_levels=extra)
+                space, free = m.features(s, conn) if m.free else (m.features(s, conn), None)
+                sc = tree_scores(space, conn, s.labels, m.normalize, ks, other_levels=extra, free_space=free)
             times[m.name] += time.perf_counter() - t0
             results[m.name][s.name] = sc[""]
             for name in extra:
