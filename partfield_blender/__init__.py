@@ -19,7 +19,7 @@ def _classes():
 def _on_depsgraph_update(scene, depsgraph):
     for update in depsgraph.updates:
         if update.is_updated_geometry and isinstance(update.id, bpy.types.Mesh):
-            storage.forget_fingerprints(update.id.original.as_pointer())
+            storage.geometry_updated(update.id.original.as_pointer())
 
 
 @bpy.app.handlers.persistent

@@ -68,6 +68,9 @@ def recolor(obj, face_labels: np.ndarray) -> None:
     pal = palette(int(labels.max()) + 1 if len(labels) else 1)
     corner_colors = pal[labels[_loop_polygons(me)]]
     attr.data.foreach_set("color", corner_colors.ravel())
+    from . import storage
+
+    storage.note_own_update(me)  # a colour write: the staleness fingerprint stays valid
     me.update_tag()
     _redraw_views()
 

@@ -21,6 +21,8 @@ META_KEY = "partfield_meta"
 _cache: dict[int, tuple[str, "StoredResult"]] = {}
 # mesh pointer -> (counts, fingerprint) for cheap repeated staleness checks
 _fingerprints: dict[int, tuple[tuple, str]] = {}
+# mesh pointers whose next geometry update is the add-on's own colour write (see `note_own_update`)
+_own_updates: set[int] = set()
 
 
 @dataclass
@@ -165,11 +167,35 @@ def forget_fingerprints(mesh_pointer: int | None = None) -> None:
     """Drop cached fingerprints (all, or of one mesh) after geometry edits."""
     if mesh_pointer is None:
         _fingerprints.clear()
+        _own_updates.clear()
     else:
         _fingerprints.pop(mesh_pointer, None)
+        _own_updates.discard(mesh_pointer)
+
+
+def note_own_update(me) -> None:
+    """Record that the add-on is about to tag `me` for a geometry update that changes no
+    positions or topology (the preview colour write), so `geometry_updated` keeps its
+    cached fingerprint and the panel's staleness check stays O(1) while the slider moves."""
+    _own_updates.add(me.as_pointer())
+
+
+def geometry_updated(mesh_pointer: int) -> None:
+    """The depsgraph reported a geometry update of a mesh: forget its fingerprint, unless
+    the update is the add-on's own colour write (`note_own_update`), which is consumed.
+
+    Blender evaluates the depsgraph after every operator and UI event, so a user edit after
+    a recolour arrives as its own update. (A script that recolours and edits the mesh before
+    one evaluation would hide that edit from the panel's cached check only; Apply and the
+    compute always re-hash the mesh.)"""
+    if mesh_pointer in _own_updates:
+        _own_updates.discard(mesh_pointer)
+        return
+    _fingerprints.pop(mesh_pointer, None)
 
 
 def forget_cache() -> None:
     """Drop all in-memory results (after loading another file)."""
     _cache.clear()
     _fingerprints.clear()
+    _own_updates.clear()
