@@ -236,13 +236,14 @@ class ComputeJob:
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._finished: list[JobOutcome] = []
-        self.stage = "waiting"
+        loaded = model_is_loaded(model_spec)
+        self.stage = "starting" if loaded else "loading model"  # shown from the click on
         self.fraction = 0.0  # of the whole job: all stages of all inputs, never decreasing
         self.current = 0  # index of the input being computed
         self.done = False
         self.model_info: dict = {}
         self.progress = JobProgress(
-            [i.mesh.num_polygons for i in self.inputs], model_loaded=model_is_loaded(model_spec),
+            [i.mesh.num_polygons for i in self.inputs], model_loaded=loaded,
             tree_imported="sklearn.cluster._hierarchical_fast" in sys.modules)
         self._after = after  # a cancelled job still winding down: this one starts when it ended
         self._thread = threading.Thread(target=self._run, name="PartFieldCompute", daemon=True)
@@ -296,7 +297,7 @@ class ComputeJob:
             self._after = None
         for i, inputs in enumerate(self.inputs):
             with self._lock:
-                self.current, self.stage = i, "starting"
+                self.current = i
             t0 = time.perf_counter()
             outcome = JobOutcome(inputs)
             try:

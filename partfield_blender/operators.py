@@ -165,7 +165,9 @@ class PARTFIELD_OT_compute(Operator):
         self._timer = wm.event_timer_add(0.1, window=context.window)
         wm.progress_begin(0, 1000)
         runtime = wm.partfield
-        runtime.running, runtime.stage, runtime.progress = True, "starting", 0.0
+        runtime.stage, runtime.progress = self._job.status()
+        runtime.running = True
+        _redraw(context)  # the bar and its stage show at once, before the first tick
         return True
 
     def modal(self, context, event):

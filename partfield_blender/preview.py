@@ -94,6 +94,9 @@ def remove(obj) -> bool:
         return False
     me.attributes.remove(attr)
     _loop_poly_cache.pop(me.as_pointer(), None)
+    from . import storage
+
+    storage.note_own_update(me)  # positions and topology unchanged
     me.update_tag()
     _redraw_views()
     return True
