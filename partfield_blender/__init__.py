@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators, panel, preferences, properties, storage, weights_download_ui
+from . import operators, panel, preferences, preview, properties, storage, weights_download_ui
 
 
 def _classes():
@@ -25,6 +25,7 @@ def _on_depsgraph_update(scene, depsgraph):
 @bpy.app.handlers.persistent
 def _on_load_post(*_args):
     storage.forget_cache()
+    preview.forget_cache()
 
 
 _HANDLERS = (

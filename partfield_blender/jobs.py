@@ -66,6 +66,9 @@ def extract_inputs(obj, use_modifiers: bool = False, depsgraph=None) -> ComputeI
     if problem:
         raise InputError(problem)
     read = read_object(obj, use_modifiers=use_modifiers, depsgraph=depsgraph)
+    from . import storage
+
+    storage.remember_fingerprint(obj.data, read.fingerprint)  # an edit meanwhile drops it again
     if read.mesh.num_polygons == 0:
         raise InputError(f"'{obj.name}' has no faces after its modifiers.")
     return ComputeInputs(obj.name, read.mesh, read.face_map, read.fingerprint, read.base_polygons, use_modifiers)

@@ -163,6 +163,14 @@ def current_fingerprint(me) -> str:
     return fp
 
 
+def remember_fingerprint(me, fp: str) -> None:
+    """Cache a fingerprint just computed from `me` (when a compute reads the mesh): unless the
+    mesh is edited meanwhile, the panel's first redraw after the compute does not hash it again."""
+    from .mesh_data import mesh_counts
+
+    _fingerprints[me.as_pointer()] = (mesh_counts(me), fp)
+
+
 def forget_fingerprints(mesh_pointer: int | None = None) -> None:
     """Drop cached fingerprints (all, or of one mesh) after geometry edits."""
     if mesh_pointer is None:
