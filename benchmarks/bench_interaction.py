@@ -339,7 +339,8 @@ def table(faces, c, o, e) -> str:
     for stage, r in c["esc"].items():
         r = r or {}
         rows.append((f"Esc during {stage}: UI free / worker stopped",
-                     f"{_f(r.get('ui_free_ms'))} / {_f(r.get('worker_stopped_ms'))}", ""))
+                     f"{_f(r.get('ui_free_ms'))} / {_f(r.get('worker_stopped_ms'))}",
+                     f"pressed in '{r.get('stage', '?')}'"))
     rows += [
         ("slider step: property update (median / max)", f"{_f(sl['update'][0])} / {_f(sl['update'][1])}", ""),
         ("slider step: depsgraph evaluation", f"{_f(sl['depsgraph'][0])} / {_f(sl['depsgraph'][1])}",
