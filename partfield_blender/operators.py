@@ -256,15 +256,15 @@ class PARTFIELD_OT_clear(Operator):
 
     outputs: BoolProperty(
         name="Remove Written Parts", default=False,
-        description="Also remove what Apply wrote (part vertex groups, the part face attribute and face "
-                    "sets, the part objects) and show the original object again",
+        description="Also remove what Apply and Make Rig wrote (part vertex groups, the part face attribute "
+                    "and face sets, the part objects, the rig) and show the original object again",
     )
 
     @classmethod
     def description(cls, context, properties):
         if properties.outputs:
-            return ("Remove what Apply wrote (part vertex groups, the part face attribute and face sets, "
-                    "the part objects), forget the result and show the original object again")
+            return ("Remove what Apply and Make Rig wrote (part vertex groups, the part face attribute and face "
+                    "sets, the part objects, the rig), forget the result and show the original object again")
         return "Forget the PartField result and its colour preview (written outputs stay)"
 
     def execute(self, context):
@@ -281,7 +281,10 @@ class PARTFIELD_OT_clear(Operator):
             if self.outputs:
                 had_attr = obj.data.attributes.get(writers.FACE_ATTRIBUTE) is not None
                 writers.remove_face_attribute(obj)
-                cleared += bool(writers.remove_vertex_groups(obj) + writers.remove_separate_objects(obj) + had_attr)
+                from . import rig
+
+                cleared += bool(rig.remove_rig(obj) + writers.remove_vertex_groups(obj)
+                                + writers.remove_separate_objects(obj) + had_attr)
         if not any(storage.has_result(o) for o in context.scene.objects):
             preview.restore_shading(context.scene)
         if not cleared:

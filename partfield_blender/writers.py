@@ -179,7 +179,16 @@ def write_separate_objects(obj, labels, names: list[str] | None = None, progress
     parents = list(obj.users_collection) or [bpy.context.scene.collection]
     for parent in parents:
         parent.children.link(coll)
-    made = split_object(obj, labels, names, coll, progress=progress)
+    wm = getattr(bpy.context, "window_manager", None)
+    show = progress is None and wm is not None and len(labels) > 50_000  # a big mesh: the cursor shows it
+    if show:
+        wm.progress_begin(0, 100)
+        progress = lambda f: wm.progress_update(int(100 * f))  # noqa: E731
+    try:
+        made = split_object(obj, labels, names, coll, progress=progress)
+    finally:
+        if show:
+            wm.progress_end()
     _set_hidden(obj, True)
     return made
 

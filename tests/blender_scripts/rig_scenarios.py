@@ -199,8 +199,219 @@ def polygon_world_centres(obj):
     return c @ mw[:3, :3].T + mw[:3, 3]
 
 
+def chain(transform=True):
+    obj, labels = H.boxes_chain()
+    if transform:
+        obj.location = (0.5, -1.0, 0.25)
+        obj.rotation_euler = (0.2, 0.0, 0.3)
+        obj.scale = (1.0, 1.5, 1.0)
+    bpy.context.view_layer.update()
+    return obj, labels
+
+
+def check_chain_bones(obj, arm, labels):
+    """Three bones, parented in a chain, each joint at the centre of the shared face (world)."""
+    bones = arm.data.bones
+    assert len(bones) == 3, f"{len(bones)} bones"
+    names = [b.name for b in bones]
+    assert sorted(names) == ["Part_01", "Part_02", "Part_03"], names
+    assert bones["Part_01"].parent is None
+    assert bones["Part_02"].parent.name == "Part_01" and bones["Part_03"].parent.name == "Part_02"
+    mw_obj, mw_arm = np.array(obj.matrix_world), np.array(arm.matrix_world)
+    for name, local in (("Part_02", (0.5, 0, 0)), ("Part_03", (1.5, 0, 0)), ("Part_01", (0, 0, 0))):
+        want = mw_obj @ np.array([*local, 1.0])
+        got = mw_arm @ np.array([*bones[name].head_local, 1.0])
+        err = np.linalg.norm(got[:3] - want[:3])
+        assert err < 0.01, f"{name}: joint {got[:3]} is {err:.4f} from the shared face centre {want[:3]}"
+    # bones point away from their heads, along +x of the object, and rolls agree down the chain
+    z = [np.array(bones[n].z_axis) for n in ("Part_02", "Part_03")]
+    assert np.allclose(z[0], z[1], atol=1e-4), z
+
+
+def posed_check(arm, before, after_fn, vertex_part):
+    """Rotate the middle bone: part 1 (root) stays, parts 2 and 3 move by the bone's pose matrix."""
+    from mathutils import Matrix
+
+    rig = H.addon_module("rig")
+    rig.pose_bone_rotation(arm, "Part_02", "X", 35.0)
+    rig.pose_bone_rotation(arm, "Part_02", "Z", 20.0)
+    bpy.context.view_layer.update()
+    after = after_fn()
+    pb = arm.pose.bones["Part_02"]
+    m_arm = arm.matrix_world @ pb.matrix @ pb.bone.matrix_local.inverted() @ arm.matrix_world.inverted()
+    m = np.array(m_arm)
+    assert not np.allclose(m, np.eye(4), atol=1e-3), "pose did not change the bone"
+    expected = before @ m[:3, :3].T + m[:3, 3]
+    still = vertex_part == 0
+    assert np.abs(after[still] - before[still]).max() < 1e-5, "the root part moved"
+    moving = ~still
+    err = np.abs(after[moving] - expected[moving]).max()
+    assert err < 1e-4, f"middle/end parts do not follow the middle bone (max err {err})"
+    head = np.array(arm.matrix_world @ pb.bone.head_local)
+    away = np.linalg.norm(before - head, axis=1) > 0.2
+    moved = np.linalg.norm(after - before, axis=1) > 1e-3
+    assert (moved[moving & away]).all() and not moved[still].any(), "not exactly the middle and end parts moved"
+    rig.pose_bone_rotation(arm, "Part_02", "X", -35.0)
+    rig.pose_bone_rotation(arm, "Part_02", "Z", -20.0)
+    bpy.context.view_layer.update()
+
+
+def scenario_rig_rigid(args):
+    """Three boxes in a chain, rigid binding: three bones, joints at the shared faces, posing the
+    middle bone moves exactly the middle and end part objects; world placement unchanged."""
+    H.install_addon()
+    H.clear_scene()
+    rig = H.addon_module("rig")
+    obj, labels = chain()
+    src_world = world_vertices(obj)
+    arm = rig.make_rig(obj, labels, binding="RIGID", root=0)
+    bpy.context.view_layer.update()
+    check_chain_bones(obj, arm, labels)
+    writers = H.addon_module("writers")
+    parts = sorted(writers.parts_collection(obj).objects, key=lambda o: o["partfield_part"])
+    assert [p.parent for p in parts] == [arm] * 3 and [p.parent_bone for p in parts] == ["Part_01", "Part_02", "Part_03"]
+    before = np.concatenate([world_vertices(p) for p in parts])
+    vertex_part = np.concatenate([np.full(len(p.data.vertices), p["partfield_part"]) for p in parts])
+    # the parts sit exactly where the original's polygons were
+    d = np.abs(before[:, None] - src_world[None]).max(axis=2).min(axis=1)
+    assert d.max() < 1e-5, f"parenting to bones moved the parts by {d.max()}"
+    posed_check(arm, before, lambda: np.concatenate([world_vertices(p) for p in parts]), vertex_part)
+
+
+def scenario_rig_skinned(args):
+    """The same chain, skinned: one object, an Armature modifier, one vertex group per bone;
+    posing the middle bone moves exactly the middle and end parts' vertices (depsgraph)."""
+    H.install_addon()
+    H.clear_scene()
+    rig = H.addon_module("rig")
+    obj, labels = chain()
+    arm = rig.make_rig(obj, labels, binding="SKINNED", root=0)
+    bpy.context.view_layer.update()
+    check_chain_bones(obj, arm, labels)
+    mods = [m for m in obj.modifiers if m.type == "ARMATURE"]
+    assert len(mods) == 1 and mods[0].object == arm
+    assert sorted(g.name for g in obj.vertex_groups) == ["Part_01", "Part_02", "Part_03"]
+    vertex_part = vertex_owner(obj, labels)
+    before = world_vertices(obj, evaluated=True)
+    assert np.abs(before - world_vertices(obj)).max() < 1e-5, "rest pose deforms the mesh"
+    posed_check(arm, before, lambda: world_vertices(obj, evaluated=True), vertex_part)
+
+
+def rig_state(name):
+    obj = bpy.data.objects[name]
+    return {
+        "armatures": sorted(o.name for o in bpy.data.objects if o.type == "ARMATURE"),
+        "objects": len(bpy.data.objects),
+        "groups": sorted(g.name for g in obj.vertex_groups),
+        "modifiers": [m.type for m in obj.modifiers],
+        "hidden": obj.hide_get(),
+    }
+
+
+def scenario_rig_operator(args):
+    """Make Rig as the user runs it (after a real compute): one undo step, a second run replaces
+    the rig, the active part object picks the root, Clear's Remove Written Parts removes it."""
+    H.install_addon()
+    H.clear_scene()
+    H.use_custom_model(H.make_weights(Path(args.workdir) / "w.safetensors"))
+    rig = H.addon_module("rig")
+    obj, _ = H.table()
+    name = obj.name
+    H.activate(obj)
+    assert bpy.ops.partfield.compute("EXEC_DEFAULT") == {"FINISHED"}
+    obj = bpy.data.objects[name]
+    obj.partfield.parts = 4
+    storage = H.addon_module("storage")
+    labels = storage.load(obj).face_labels(4)
+    k = len(np.unique(labels))
+    assert "UNDO" in bpy.types.PARTFIELD_OT_make_rig.bl_options
+    bpy.ops.ed.undo_push(message="before rig")
+    before = rig_state(name)
+    assert bpy.ops.partfield.make_rig("EXEC_DEFAULT", True, binding="SKINNED") == {"FINISHED"}
+    obj = bpy.data.objects[name]
+    arm = rig.rig_of(obj)
+    assert arm is not None and len(arm.data.bones) == k, "one bone per part"
+    once = rig_state(name)
+    assert len(once["armatures"]) == 1 and "ARMATURE" in once["modifiers"]
+    # again, rigid this time: replaces the skinned rig (no second armature, modifier and groups gone)
+    H.activate(obj)
+    assert bpy.ops.partfield.make_rig("EXEC_DEFAULT", True, binding="RIGID") == {"FINISHED"}
+    obj = bpy.data.objects[name]
+    twice = rig_state(name)
+    assert len(twice["armatures"]) == 1 and "ARMATURE" not in twice["modifiers"], twice
+    assert twice["groups"] == before["groups"], twice
+    # the active part object picks the root
+    writers = H.addon_module("writers")
+    parts = sorted(writers.parts_collection(obj).objects, key=lambda o: o["partfield_part"])
+    smallest = min(parts, key=lambda p: len(p.data.polygons))
+    H.activate(smallest)
+    want = writers.part_names(int(labels.max()) + 1)[int(smallest["partfield_part"])]
+    assert bpy.ops.partfield.make_rig("EXEC_DEFAULT", True, binding="RIGID") == {"FINISHED"}
+    obj = bpy.data.objects[name]
+    arm = rig.rig_of(obj)
+    roots = [b for b in arm.data.bones if b.parent is None]
+    assert len(roots) == 1 and roots[0].name == want, (roots, want)
+    assert len(rig_state(name)["armatures"]) == 1
+    # undo the three runs: back to before
+    for _ in range(3):
+        bpy.ops.ed.undo()
+    assert rig_state(name) == before, f"undo did not restore: {rig_state(name)} vs {before}"
+    # Clear's Remove Written Parts removes the rig (and its parts)
+    obj = bpy.data.objects[name]
+    H.activate(obj)
+    assert bpy.ops.partfield.make_rig("EXEC_DEFAULT", True, binding="SKINNED") == {"FINISHED"}
+    assert bpy.ops.partfield.clear("EXEC_DEFAULT", True, outputs=True) == {"FINISHED"}
+    obj = bpy.data.objects[name]
+    after = rig_state(name)
+    assert after["armatures"] == [] and "ARMATURE" not in after["modifiers"] and after["groups"] == [], after
+    assert not [a for a in bpy.data.armatures], "armature data left behind"
+    # panel draws with a rig present (smoke): the operator is in the panel
+    assert "make_rig" in open(Path(H.REPO_ROOT) / "partfield_blender" / "panel.py").read()
+
+
+def scenario_gltf(args):
+    """A skinned rig exports to .glb and re-imports with the skin and the same bone count."""
+    H.install_addon()
+    H.clear_scene()
+    rig = H.addon_module("rig")
+    obj, labels = chain(transform=False)
+    arm = rig.make_rig(obj, labels, binding="SKINNED", root=0)
+    H.activate(obj, [arm])
+    path = str(Path(args.workdir) / "rig.glb")
+    assert bpy.ops.export_scene.gltf(filepath=path, export_format="GLB", use_selection=True) == {"FINISHED"}
+    rest = world_vertices(obj, evaluated=True)
+    H.clear_scene()
+    for a in list(bpy.data.armatures):
+        bpy.data.armatures.remove(a)
+    assert bpy.ops.import_scene.gltf(filepath=path) == {"FINISHED"}
+    arms = [o for o in bpy.data.objects if o.type == "ARMATURE"]
+    shapes = {pb.custom_shape for a in arms for pb in a.pose.bones}  # (the importer's bone display shapes)
+    meshes = [o for o in bpy.data.objects if o.type == "MESH" and o not in shapes]
+    assert len(arms) == 1 and len(arms[0].data.bones) == 3, [(a.name, len(a.data.bones)) for a in arms]
+    assert len(meshes) == 1, meshes
+    me_obj = meshes[0]
+    skin = [m for m in me_obj.modifiers if m.type == "ARMATURE" and m.object == arms[0]]
+    assert skin, "re-imported mesh has no skin (Armature modifier)"
+    assert sorted(g.name for g in me_obj.vertex_groups) == sorted(b.name for b in arms[0].data.bones)
+    # the skin works: posing the re-imported middle bone moves the end box, not the first
+    bpy.context.view_layer.update()
+    before = world_vertices(me_obj, evaluated=True)
+    key = lambda a: {tuple(r) for r in np.round(a, 4).tolist()}  # noqa: E731  (glTF splits vertices at UV seams)
+    assert key(before) == key(rest), "re-imported rest pose differs"
+    rig.pose_bone_rotation(arms[0], "Part_02", "X", 40.0)
+    bpy.context.view_layer.update()
+    after = world_vertices(me_obj, evaluated=True)
+    moved = np.linalg.norm(after - before, axis=1) > 1e-3
+    x = before[:, 0]
+    assert not moved[x < 0.45].any() and moved[x > 1.6].all(), "re-imported skin does not follow the bones"
+
+
 SCENARIOS = {
     "separate_keeps": scenario_separate_keeps,
+    "rig_rigid": scenario_rig_rigid,
+    "rig_skinned": scenario_rig_skinned,
+    "rig_operator": scenario_rig_operator,
+    "gltf": scenario_gltf,
 }
 
 
