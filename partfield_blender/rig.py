@@ -194,6 +194,11 @@ def pose_bone_rotation(arm, bone_name: str, axis: str, degrees: float) -> None:
     pb.rotation_euler = rot
 
 
+def batch_rig(objs, labels_by_name: dict, binding: str = "skinned") -> list:
+    """Batch `--rig`: make (replace) the rig of every object; returns the armatures."""
+    return [make_rig(obj, labels_by_name[obj.name], binding=binding.upper()) for obj in objs]
+
+
 def export_objects(obj) -> list:
     """What a .glb / .fbx export of `obj`'s rig selects: the armature and the bound meshes."""
     from . import writers

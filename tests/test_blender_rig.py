@@ -45,3 +45,7 @@ def test_make_rig_operator_undo_replace_root_and_clear(tmp_path):
 
 def test_gltf_export_reimports_with_the_skin(tmp_path):
     run_scenario("gltf", tmp_path)
+
+
+def test_batch_export_glb_with_rig(tmp_path):
+    run_scenario("batch_glb", tmp_path)

@@ -359,14 +359,35 @@ def scenario_rig_operator(args):
     # Clear's Remove Written Parts removes the rig (and its parts)
     obj = bpy.data.objects[name]
     H.activate(obj)
+    # the panel shows Make Rig, and Remove Written Parts once a rig exists
+    assert "Make Rig" in panel_texts() and "Remove Written Parts" not in panel_texts()
     assert bpy.ops.partfield.make_rig("EXEC_DEFAULT", True, binding="SKINNED") == {"FINISHED"}
+    assert "Remove Written Parts" in panel_texts()
     assert bpy.ops.partfield.clear("EXEC_DEFAULT", True, outputs=True) == {"FINISHED"}
     obj = bpy.data.objects[name]
     after = rig_state(name)
     assert after["armatures"] == [] and "ARMATURE" not in after["modifiers"] and after["groups"] == [], after
     assert not [a for a in bpy.data.armatures], "armature data left behind"
-    # panel draws with a rig present (smoke): the operator is in the panel
-    assert "make_rig" in open(Path(H.REPO_ROOT) / "partfield_blender" / "panel.py").read()
+
+
+def panel_texts():
+    """Draw the panel with a recording layout (no GUI here); the texts it shows."""
+    panel = H.addon_module("panel")
+    texts = []
+
+    class Layout:
+        def __getattr__(self, name):
+            def call(*args, **kwargs):
+                if "text" in kwargs:
+                    texts.append(kwargs["text"])
+                return self
+            return call
+
+        def __setattr__(self, name, value):
+            pass
+
+    panel.VIEW3D_PT_partfield.draw(type("FakePanel", (), {"layout": Layout()})(), bpy.context)
+    return texts
 
 
 def scenario_gltf(args):
@@ -406,12 +427,53 @@ def scenario_gltf(args):
     assert not moved[x < 0.45].any() and moved[x > 1.6].all(), "re-imported skin does not follow the bones"
 
 
+def scenario_batch_glb(args):
+    """`batch.py --export glb,labels --rig` on a table (OBJ, bundled model): the .glb re-imports
+    with an armature of one bone per part and a skinned mesh."""
+    import json
+    import os
+    import subprocess
+
+    work = Path(args.workdir)
+    table_obj = work / "table.obj"
+    lines = []
+    base = 1
+    parts = [((0, 0, 1.0), (2.0, 1.2, 0.1))] + [((sx * 0.85, sy * 0.45, 0.475), (0.1, 0.1, 0.95))
+                                               for sx in (-1, 1) for sy in (-1, 1)]
+    for c, size in parts:
+        v, quads = H._box(c, size, subdiv=4)
+        lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in v]
+        lines += ["f " + " ".join(str(base + i) for i in q) for q in quads]
+        base += len(v)
+    table_obj.write_text("\n".join(lines) + "\n")
+    env = dict(os.environ)
+    env.pop("BLENDER_USER_RESOURCES", None)
+    out = work / "out"
+    cmd = [sys.executable, str(H.REPO_ROOT / "partfield_blender" / "batch.py"), "--", str(table_obj), "-o", str(out),
+           "-k", "5", "--export", "glb,labels", "--rig", "--device", "cpu", "--threads", "1", "--points", "2000"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    glb = out / "table_k5.glb"
+    assert glb.exists(), sorted(p.name for p in out.iterdir())
+    k = len(np.unique(np.load(out / "table_k5.labels.npy")))
+    H.clear_scene()
+    assert bpy.ops.import_scene.gltf(filepath=str(glb)) == {"FINISHED"}
+    arms = [o for o in bpy.data.objects if o.type == "ARMATURE"]
+    shapes = {pb.custom_shape for a in arms for pb in a.pose.bones}
+    meshes = [o for o in bpy.data.objects if o.type == "MESH" and o not in shapes]
+    assert len(arms) == 1 and len(arms[0].data.bones) == k, ([len(a.data.bones) for a in arms], k)
+    assert len(meshes) == 1 and any(m.type == "ARMATURE" and m.object == arms[0] for m in meshes[0].modifiers)
+    assert len(meshes[0].vertex_groups) == k
+    print("batch:", json.dumps({"bones": k}))
+
+
 SCENARIOS = {
     "separate_keeps": scenario_separate_keeps,
     "rig_rigid": scenario_rig_rigid,
     "rig_skinned": scenario_rig_skinned,
     "rig_operator": scenario_rig_operator,
     "gltf": scenario_gltf,
+    "batch_glb": scenario_batch_glb,
 }
 
 
