@@ -56,49 +56,42 @@ RIG_GROUPS_KEY = "partfield_rig_groups"  # vertex groups Make Rig (skinned) wrot
 
 @dataclass
 class SplitPlan:
-    """Per-part index slices of one mesh, computed once with numpy."""
+    """Per-part polygon and loop slices of one mesh, computed once with numpy."""
 
     k: int
     face_order: np.ndarray   # polygons sorted by part
     face_bounds: np.ndarray  # (k+1,) part p owns face_order[b[p]:b[p+1]]
     loop_order: np.ndarray   # loops of face_order, in order
     loop_bounds: np.ndarray
-    vert_keys: np.ndarray    # (part, vertex) pairs, sorted; vertex = key % V
-    vert_bounds: np.ndarray
-    loop_new_vert: np.ndarray  # per loop_order entry: the vertex index inside its part
-    edge_keys: np.ndarray
-    edge_bounds: np.ndarray
-    loop_new_edge: np.ndarray
     loop_starts_new: np.ndarray  # per face_order entry: loop start inside its part
 
 
-def plan_split(labels, loop_starts, loop_totals, loop_vertices, loop_edges, nverts: int, nedges: int) -> SplitPlan:
-    """Index slices of every part (labels per polygon, 0..k-1)."""
-    labels = np.asarray(labels, np.int64)
+def plan_split(labels, loop_starts, loop_totals) -> SplitPlan:
+    """Polygon and loop slices of every part (labels per polygon, 0..k-1)."""
+    labels = np.asarray(labels)
     k = int(labels.max()) + 1 if len(labels) else 0
-    face_order = np.argsort(labels, kind="stable")
-    face_bounds = np.searchsorted(labels[face_order], np.arange(k + 1))
+    small = labels.astype(np.int16 if k < 2 ** 15 else np.int64)  # (int16: numpy's radix sort)
+    face_order = np.argsort(small, kind="stable")
+    face_bounds = np.searchsorted(small[face_order], np.arange(k + 1))
     totals = np.asarray(loop_totals, np.int64)[face_order]
     starts = np.asarray(loop_starts, np.int64)[face_order]
     # loops of the sorted faces, in order: start of each face repeated + running offset
     cum = np.cumsum(totals) - totals
     loop_order = np.repeat(starts - cum, totals) + np.arange(int(totals.sum()))
-    loop_part = np.repeat(labels[face_order], totals)
-    loop_bounds = np.searchsorted(loop_part, np.arange(k + 1))
-
-    def remap(ids, n):
-        keys = loop_part * max(n, 1) + np.asarray(ids, np.int64)[loop_order]
-        uniq, inv = np.unique(keys, return_inverse=True)
-        bounds = np.searchsorted(uniq // max(n, 1), np.arange(k + 1))
-        local = inv - bounds[loop_part]
-        return uniq, bounds, local
-
-    vert_keys, vert_bounds, loop_new_vert = remap(loop_vertices, nverts)
-    edge_keys, edge_bounds, loop_new_edge = remap(loop_edges, nedges)
-    face_part = labels[face_order]
+    per_part = np.bincount(small[face_order], weights=totals, minlength=k).astype(np.int64)
+    loop_bounds = np.concatenate([[0], np.cumsum(per_part)])
+    face_part = small[face_order].astype(np.int64)
     loop_starts_new = cum - loop_bounds[face_part]
-    return SplitPlan(k, face_order, face_bounds, loop_order, loop_bounds, vert_keys, vert_bounds,
-                     loop_new_vert, edge_keys, edge_bounds, loop_new_edge, loop_starts_new)
+    return SplitPlan(k, face_order, face_bounds, loop_order, loop_bounds, loop_starts_new)
+
+
+def _local_ids(ids, n, scratch):
+    """(sorted unique ids, ids renumbered 0..) using a reusable scratch array of size n."""
+    mark = np.zeros(n, bool)
+    mark[ids] = True
+    uniq = np.flatnonzero(mark)
+    scratch[uniq] = np.arange(len(uniq), dtype=scratch.dtype)
+    return uniq, scratch[ids]
 
 
 def _get(me, attr_name, field, legacy, legacy_field, n, comps, dtype):
@@ -206,7 +199,8 @@ def split_object(obj, labels, names, collection, progress=None) -> list:
     nv, ne, npoly, nloop = len(src.vertices), len(src.edges), len(src.polygons), len(src.loops)
     a = read_topology(src)
     edge_verts = a["edge_verts"]
-    plan = plan_split(labels, a["loop_starts"], a["loop_totals"], a["loop_vertices"], a["loop_edges"], nv, ne)
+    plan = plan_split(labels, a["loop_starts"], a["loop_totals"])
+    vscratch, escratch = np.zeros(max(nv, 1), np.int32), np.zeros(max(ne, 1), np.int32)
 
     skip_attrs, skip_groups = excluded_names(obj)
     sizes = {"POINT": nv, "EDGE": ne, "FACE": npoly, "CORNER": nloop}
@@ -241,12 +235,10 @@ def split_object(obj, labels, names, collection, progress=None) -> list:
         if progress is not None:
             progress(part / plan.k)
         l0, l1 = plan.loop_bounds[part], plan.loop_bounds[part + 1]
-        v0, v1 = plan.vert_bounds[part], plan.vert_bounds[part + 1]
-        e0, e1 = plan.edge_bounds[part], plan.edge_bounds[part + 1]
-        vids = plan.vert_keys[v0:v1] % max(nv, 1)
-        eids = plan.edge_keys[e0:e1] % max(ne, 1)
         fids = plan.face_order[f0:f1]
         lids = plan.loop_order[l0:l1]
+        vids, loop_vert = _local_ids(a["loop_vertices"][lids], nv, vscratch)
+        eids, loop_edge = _local_ids(a["loop_edges"][lids], ne, escratch)
         co = vertices[vids]
         center = (co.min(axis=0) + co.max(axis=0)) / 2
 
@@ -256,11 +248,10 @@ def split_object(obj, labels, names, collection, progress=None) -> list:
         me.loops.add(len(lids))
         me.polygons.add(len(fids))
         _set(me, "position", "vector", "vertices", "co", (co - center).astype(np.float32))
-        # edge endpoints in part numbering: map the source vertex ids through the part's table
-        ev = np.searchsorted(vids, edge_verts[eids].ravel()).astype(np.int32)
-        _set(me, ".edge_verts", "value", "edges", "vertices", ev)
-        _set(me, ".corner_vert", "value", "loops", "vertex_index", plan.loop_new_vert[l0:l1].astype(np.int32))
-        _set(me, ".corner_edge", "value", "loops", "edge_index", plan.loop_new_edge[l0:l1].astype(np.int32))
+        # edge endpoints in part numbering (vscratch holds this part's vertex renumbering)
+        _set(me, ".edge_verts", "value", "edges", "vertices", vscratch[edge_verts[eids]])
+        _set(me, ".corner_vert", "value", "loops", "vertex_index", loop_vert)
+        _set(me, ".corner_edge", "value", "loops", "edge_index", loop_edge)
         me.polygons.foreach_set("loop_start", plan.loop_starts_new[f0:f1].astype(np.int32))
         index = {"POINT": vids, "EDGE": eids, "FACE": fids, "CORNER": lids}
         for name, dtype, domain, values in attrs:
