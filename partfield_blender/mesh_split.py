@@ -143,11 +143,67 @@ def _read_vertex_weights(obj, nverts, skip) -> dict[str, np.ndarray]:
     groups = [g for g in obj.vertex_groups if g.name not in skip]
     if not groups:
         return {}
+    if nverts > _GN_READ_MIN_VERTICES:
+        try:
+            return _read_weights_geometry_nodes(obj, [g.name for g in groups], nverts)
+        except Exception:  # noqa: BLE001  (any trouble: the exact, slower loop below)
+            pass
     out = np.full((len(obj.vertex_groups), nverts), np.nan, np.float32)
-    for v in obj.data.vertices:  # (no bulk accessor for deform weights exists in bpy)
+    for v in obj.data.vertices:  # (bpy has no bulk accessor for deform weights)
         for e in v.groups:
             out[e.group, v.index] = e.weight
     return {g.name: out[g.index] for g in groups}
+
+
+_GN_READ_MIN_VERTICES = 20_000
+
+
+def _read_weights_geometry_nodes(obj, names, nverts) -> dict[str, np.ndarray]:
+    """Bulk read of vertex group weights: a temporary object sharing the mesh, with a Geometry
+    Nodes modifier that stores each group as a float point attribute, evaluated once. A weight
+    of exactly 0 reads as "not in the group" (Geometry Nodes does not tell the two apart)."""
+    import bpy
+
+    ng = bpy.data.node_groups.new(".partfield_read_groups", "GeometryNodeTree")
+    tmp = bpy.data.objects.new(".partfield_read_groups", obj.data)
+    scene = bpy.context.scene
+    try:
+        ng.interface.new_socket(name="Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
+        ng.interface.new_socket(name="Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+        gin, gout = ng.nodes.new("NodeGroupInput"), ng.nodes.new("NodeGroupOutput")
+        socket = gin.outputs[0]
+        for i, name in enumerate(names):
+            read = ng.nodes.new("GeometryNodeInputNamedAttribute")
+            read.data_type = "FLOAT"
+            read.inputs["Name"].default_value = name
+            store = ng.nodes.new("GeometryNodeStoreNamedAttribute")
+            store.data_type, store.domain = "FLOAT", "POINT"
+            store.inputs["Name"].default_value = f"pf_vg_{i}"
+            ng.links.new(socket, store.inputs["Geometry"])
+            ng.links.new(read.outputs["Attribute"], store.inputs["Value"])
+            socket = store.outputs["Geometry"]
+        ng.links.new(socket, gout.inputs[0])
+        tmp.modifiers.new("read", "NODES").node_group = ng
+        scene.collection.objects.link(tmp)
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        depsgraph.update()
+        ev = tmp.evaluated_get(depsgraph)
+        me = ev.to_mesh()
+        try:
+            if len(me.vertices) != nverts:
+                raise RuntimeError("evaluated mesh differs")
+            out = {}
+            for i, name in enumerate(names):
+                w = np.empty(nverts, np.float32)
+                me.attributes[f"pf_vg_{i}"].data.foreach_get("value", w)
+                w[w == 0] = np.nan
+                out[name] = w
+        finally:
+            ev.to_mesh_clear()
+        return out
+    finally:
+        bpy.data.objects.remove(tmp)
+        bpy.data.node_groups.remove(ng)
 
 
 def _copy_rna(src, dst, skip=("name", "type", "rna_type")) -> None:

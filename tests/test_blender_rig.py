@@ -49,3 +49,7 @@ def test_gltf_export_reimports_with_the_skin(tmp_path):
 
 def test_batch_export_glb_with_rig(tmp_path):
     run_scenario("batch_glb", tmp_path)
+
+
+def test_separated_parts_of_a_big_mesh_keep_exact_group_weights(tmp_path):
+    run_scenario("separate_big_groups", tmp_path)

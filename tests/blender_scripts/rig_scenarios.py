@@ -189,6 +189,56 @@ def scenario_separate_keeps(args):
     assert obj.hide_get() and obj.data.attributes.get("partfield_part") is not None
 
 
+def scenario_separate_big_groups(args):
+    """A mesh big enough for the bulk weight read (Geometry Nodes): every part's vertex group
+    weights equal the original's, groups without weights on a part stay off it, nothing
+    temporary is left behind."""
+    H.install_addon()
+    H.clear_scene()
+    writers, ms = H.addon_module("writers"), H.addon_module("mesh_split")
+    bpy.ops.mesh.primitive_uv_sphere_add(segments=256, ring_count=128)
+    obj = bpy.context.active_object
+    me = obj.data
+    nv = len(me.vertices)
+    assert nv > ms._GN_READ_MIN_VERTICES
+    co = world_vertices(obj)
+    rng = np.random.default_rng(0)
+    src = {}
+    for name in ("spread", "north"):
+        g = obj.vertex_groups.new(name=name)
+        ids = rng.choice(nv, nv // 2, replace=False) if name == "spread" else np.flatnonzero(co[:, 2] > 0.5)
+        w = np.full(nv, np.nan)
+        for value in (0.25, 0.5, 0.875):
+            sel = ids[(ids % 3) == int(value * 8) % 3]
+            g.add(sel.tolist(), value, "REPLACE")
+            w[sel] = value
+        src[name] = w
+    centres = np.empty(len(me.polygons) * 3, np.float32)
+    me.polygons.foreach_get("center", centres)
+    centres = centres.reshape(-1, 3)
+    labels = (centres[:, 2] > 0).astype(int) * 2 + (centres[:, 0] > 0).astype(int)
+    n_objects, n_groups = len(bpy.data.objects), len(bpy.data.node_groups)
+    bulk = ms._read_weights_geometry_nodes(obj, ["spread", "north"], nv)  # (the path the split takes)
+    for name, w in bulk.items():
+        assert ((w == src[name]) | (np.isnan(w) & np.isnan(src[name]))).all(), f"bulk read of {name} wrong"
+    parts = writers.write_separate_objects(obj, labels)
+    bpy.context.view_layer.update()
+    assert len(bpy.data.node_groups) == n_groups and len(bpy.data.objects) == n_objects + 4, "temporaries left"
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(co)
+    for part in parts:
+        dist, match = tree.query(world_vertices(part))
+        assert dist.max() < 1e-5, "part vertices moved"
+        got = vertex_weights(part)
+        south = part["partfield_part"] < 2
+        assert ("north" in got) != south, f"part {part['partfield_part']}: groups {sorted(got)}"
+        for name, w in got.items():
+            ref = src[name][match].astype(np.float32)
+            same = (w.astype(np.float32) == ref) | (np.isnan(w) & np.isnan(ref))
+            assert same.all(), f"part {part['partfield_part']}: weights of {name} differ"
+
+
 def polygon_world_centres(obj):
     c = np.empty(len(obj.data.polygons) * 3, np.float32)
     obj.data.polygons.foreach_get("center", c)
@@ -469,6 +519,7 @@ def scenario_batch_glb(args):
 
 SCENARIOS = {
     "separate_keeps": scenario_separate_keeps,
+    "separate_big_groups": scenario_separate_big_groups,
     "rig_rigid": scenario_rig_rigid,
     "rig_skinned": scenario_rig_skinned,
     "rig_operator": scenario_rig_operator,
