@@ -9,7 +9,7 @@ custom property and a Subdivision modifier, and cut into k parts by k-means on t
 Separate Objects (`writers.write_separate_objects`), the rig layout alone
 (`model_runtime.rig_layout.rig_layout`), Make Rig rigid (layout + armature + Separate Objects +
 bone parenting) and Make Rig skinned (layout + armature + vertex groups + modifier). Each figure
-is the best of `--repeat` runs. Exits non-zero if Separate Objects at the largest size and k
+is the best of `--repeat` runs. `--groups N` adds N user vertex groups. Exits non-zero if Separate Objects at the largest size and k
 exceeds --limit seconds.
 """
 from __future__ import annotations
@@ -95,6 +95,7 @@ def main():
     ap.add_argument("--parts", default="2,8,32")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--limit", type=float, default=1.5)
+    ap.add_argument("--groups", type=int, default=0, help="user vertex groups to add (weights on half the vertices)")
     args = ap.parse_args(sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:])
     H.install_addon()
     H.clear_scene()
@@ -113,6 +114,9 @@ def main():
             v, f = subdivide(v, f)
         H.clear_scene()
         obj = build("Chair", v, f)
+        for g in range(args.groups):
+            ids = np.arange(g % 2, len(v), 2)
+            obj.vertex_groups.new(name=f"user_{g}").add(ids.tolist(), 0.5 + 0.1 * g, "REPLACE")
         mesh = rig._mesh_arrays(obj)
         centres = v[f].mean(1)
         for k in [int(x) for x in args.parts.split(",")]:
