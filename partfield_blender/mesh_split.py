@@ -320,9 +320,9 @@ def split_object(obj, labels, names, collection, progress=None) -> list:
                     target = me.attributes.new(name, dtype, domain)
             field = _ATTR_LAYOUT[dtype][0]
             target.data.foreach_set(field, np.ascontiguousarray(values[index[domain]]).ravel())
-        if active_uv in me.uv_layers:
+        if active_uv and active_uv in me.uv_layers:
             me.uv_layers.active = me.uv_layers[active_uv]
-        if render_uv in me.uv_layers:
+        if render_uv and render_uv in me.uv_layers:
             me.uv_layers[render_uv].active_render = True
         if active_color and active_color in me.color_attributes:
             me.color_attributes.active_color_name = active_color

@@ -187,6 +187,11 @@ def scenario_separate_keeps(args):
         np.allclose(ev.max(0), src_eval_world.max(0), atol=1e-4), "evaluated parts differ"
     # the original keeps its add-on outputs (only hidden)
     assert obj.hide_get() and obj.data.attributes.get("partfield_part") is not None
+    # a bare mesh (no UVs, materials, attributes, groups) splits too
+    plain, plain_labels = H.mesh_from_parts("Plain", [((0, 0, 0), (1, 1, 1)), ((1, 0, 0), (1, 1, 1))],
+                                            materials=False, extras=False)
+    bare = writers.write_separate_objects(plain, plain_labels)
+    assert [len(p.data.polygons) for p in bare] == [24, 24]
 
 
 def scenario_separate_big_groups(args):
