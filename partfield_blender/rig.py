@@ -148,7 +148,12 @@ def make_rig(obj, labels, names: list[str] | None = None, root: int | None = Non
     arm[RIG_BINDING_KEY] = binding
     arm.show_in_front = True
     _copy_placement(obj, arm)
-    bone_names = _edit_bones(arm, layout, [names[p] for p in layout.parts])
+    try:
+        bone_names = _edit_bones(arm, layout, [names[p] for p in layout.parts])
+    except RuntimeError:  # (Edit Mode refused, e.g. the collection is hidden): leave nothing half-made
+        bpy.data.objects.remove(arm)
+        bpy.data.armatures.remove(arm_data)
+        raise
     step(0.5)
 
     if binding == "RIGID":

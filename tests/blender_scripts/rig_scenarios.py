@@ -350,6 +350,16 @@ def scenario_rig_skinned(args):
     before = world_vertices(obj, evaluated=True)
     assert np.abs(before - world_vertices(obj)).max() < 1e-5, "rest pose deforms the mesh"
     posed_check(arm, before, lambda: world_vertices(obj, evaluated=True), vertex_part)
+    # a blend border: vertices near a joint share weights with the parent's bone, summing to 1;
+    # running again replaces the groups and the modifier (no piling up)
+    arm = rig.make_rig(obj, labels, binding="SKINNED", root=0, border=0.3)
+    assert len([m for m in obj.modifiers if m.type == "ARMATURE"]) == 1 and len(obj.vertex_groups) == 3
+    total = np.zeros(len(obj.data.vertices))
+    shared = 0
+    for v in obj.data.vertices:
+        total[v.index] = sum(e.weight for e in v.groups)
+        shared += len(v.groups) > 1
+    assert np.allclose(total, 1.0, atol=1e-5) and shared > 0, (total.min(), total.max(), shared)
 
 
 def rig_state(name):
@@ -480,6 +490,26 @@ def scenario_gltf(args):
     moved = np.linalg.norm(after - before, axis=1) > 1e-3
     x = before[:, 0]
     assert not moved[x < 0.45].any() and moved[x > 1.6].all(), "re-imported skin does not follow the bones"
+
+    # the rigid binding exports too: the part objects come back parented to their bones
+    H.clear_scene()
+    for a in list(bpy.data.armatures):
+        bpy.data.armatures.remove(a)
+    obj, labels = chain(transform=False)
+    arm = rig.make_rig(obj, labels, binding="RIGID", root=0)
+    H.activate(arm, rig.export_objects(obj)[1:])
+    path = str(Path(args.workdir) / "rig_rigid.glb")
+    assert bpy.ops.export_scene.gltf(filepath=path, export_format="GLB", use_selection=True) == {"FINISHED"}
+    H.clear_scene()
+    for a in list(bpy.data.armatures):
+        bpy.data.armatures.remove(a)
+    assert bpy.ops.import_scene.gltf(filepath=path) == {"FINISHED"}
+    arms = [o for o in bpy.data.objects if o.type == "ARMATURE"]
+    shapes = {pb.custom_shape for a in arms for pb in a.pose.bones}
+    meshes = [o for o in bpy.data.objects if o.type == "MESH" and o not in shapes]
+    assert len(arms) == 1 and len(arms[0].data.bones) == 3 and len(meshes) == 3
+    assert sorted(m.parent_bone for m in meshes) == ["Part_01", "Part_02", "Part_03"], \
+        [(m.name, m.parent, m.parent_type, m.parent_bone) for m in meshes]
 
 
 def scenario_batch_glb(args):
