@@ -1,7 +1,6 @@
 """The Make Rig operator: an armature from the current parts (one undo step; re-running replaces it)."""
 from __future__ import annotations
 
-import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty
 from bpy.types import Operator
 

@@ -9,7 +9,6 @@ the parts are given as labels (the boxes a mesh is made of).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -285,8 +284,6 @@ def check_chain_bones(obj, arm, labels):
 
 def posed_check(arm, before, after_fn, vertex_part):
     """Rotate the middle bone: part 1 (root) stays, parts 2 and 3 move by the bone's pose matrix."""
-    from mathutils import Matrix
-
     rig = H.addon_module("rig")
     rig.pose_bone_rotation(arm, "Part_02", "X", 35.0)
     rig.pose_bone_rotation(arm, "Part_02", "Z", 20.0)
