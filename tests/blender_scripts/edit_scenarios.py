@@ -9,7 +9,6 @@ tests/test_blender_edits.py runs one process per scenario.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -217,12 +216,25 @@ def scenario_edits(args):
     obj = bpy.data.objects[name]
     assert edits_of(obj) == edits, "edits lost by save/reload"
     assert np.array_equal(storage.load(obj).face_labels(K), merged)
-    # Clear Part Edits: back to the plain cut.
+    # The panel shows the edit block in Object and Edit Mode; the Face menu has the operators.
     H.activate(obj)
+    texts = X.panel_draw_smoke()
+    assert {"Split", "Merge", "Select Part", "Similar", "Similarity Map", "Clear Edits"} <= set(texts), texts
+    bpy.ops.object.mode_set(mode="EDIT")
+    assert "Split" in X.panel_draw_smoke()
+    bpy.ops.object.mode_set(mode="OBJECT")
+    ops = H.addon_module("edit_operators")
+    assert ops._face_menu in bpy.types.VIEW3D_MT_edit_mesh_faces._dyn_ui_initialize()
+    # Clear Part Edits: back to the plain cut.
     assert op("clear_edits") == {"FINISHED"}
     assert np.array_equal(storage.load(obj).face_labels(K), base)
-    (Path(args.workdir) / "edited.json").write_text(json.dumps({"object": name, "k": K,
-                                                               "labels": merged.tolist()}))
+    assert "Clear Edits" not in X.panel_draw_smoke()
+    # Disabling the add-on removes the operators and the menu entries.
+    import addon_utils
+
+    addon_utils.disable(H.ADDON)
+    assert not hasattr(bpy.types, "PARTFIELD_OT_split_part")
+    assert ops._face_menu not in bpy.types.VIEW3D_MT_edit_mesh_faces._dyn_ui_initialize()
 
 
 def scenario_undo(args):
