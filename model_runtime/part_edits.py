@@ -204,6 +204,12 @@ def _unit_rows(x) -> np.ndarray:
     return x / n[:, None]
 
 
+def _inverse_norms(x) -> np.ndarray:
+    n = np.sqrt(np.einsum("ij,ij->i", x, x))
+    n[n == 0] = 1.0
+    return 1.0 / n
+
+
 def part_descriptors(features, labels, num_parts=None, chunk=16384) -> np.ndarray:
     """(K, F) unit vectors: per part, the mean of its L2-normalised face features."""
     labels = np.asarray(labels, dtype=np.int64)
@@ -211,10 +217,11 @@ def part_descriptors(features, labels, num_parts=None, chunk=16384) -> np.ndarra
     f = features.shape[1]
     sums = np.zeros((k, f), np.float64)
     for s in range(0, len(labels), chunk):  # chunked: no (P, F) float32 copy of fp16 features
+        x = np.asarray(features[s:s + chunk], dtype=np.float32)
         lab = labels[s:s + chunk]
-        onehot = np.zeros((k, len(lab)), np.float32)
-        onehot[lab, np.arange(len(lab))] = 1.0
-        sums += onehot @ _unit_rows(features[s:s + chunk])
+        weights = np.zeros((k, len(lab)), np.float32)  # one-hot rows scaled by 1/|x|
+        weights[lab, np.arange(len(lab))] = _inverse_norms(x)
+        sums += weights @ x
     return _unit_rows(sums)
 
 
@@ -246,7 +253,8 @@ def face_similarity(features, face, chunk=16384) -> np.ndarray:
     ref = _unit_rows(features[int(face):int(face) + 1])[0]
     out = np.empty(features.shape[0], np.float32)
     for s in range(0, features.shape[0], chunk):
-        out[s:s + chunk] = _unit_rows(features[s:s + chunk]) @ ref
+        x = np.asarray(features[s:s + chunk], dtype=np.float32)
+        out[s:s + chunk] = (x @ ref) * _inverse_norms(x)
     return np.clip(out, -1.0, 1.0)
 
 

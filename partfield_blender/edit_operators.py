@@ -317,10 +317,26 @@ def draw_panel(layout, context, obj) -> None:
     row.operator(PARTFIELD_OT_select_similar.bl_idname, text="Similar", icon="SELECT_EXTEND")
     row = col.row(align=True)
     row.operator(PARTFIELD_OT_similarity_preview.bl_idname, text="Similarity Map", icon="SHADING_RENDERED")
-    raw = obj.get(storage.EDITS_KEY)
-    if raw:
+    count = _edit_count(obj)
+    if count:
         row.operator(PARTFIELD_OT_clear_edits.bl_idname, text="Clear Edits", icon="LOOP_BACK")
-        col.label(text="Edits apply where their parts are shown.", icon="INFO")
+        col.label(text=f"{count} edit(s), kept at every Parts value", icon="INFO")
+
+
+def _edit_count(obj) -> int:
+    """How many edits the object stores (a JSON read, no cut: cheap enough for every redraw)."""
+    import json
+
+    raw = obj.get(storage.EDITS_KEY)
+    if not raw:
+        return 0
+    try:
+        data = json.loads(str(raw))
+    except ValueError:
+        return 0
+    if not isinstance(data, dict) or data.get("stamp") != storage.meta(obj).get("stamp"):
+        return 0
+    return len(data.get("edits", []))
 
 
 def _face_menu(self, context):
