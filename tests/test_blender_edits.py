@@ -40,3 +40,7 @@ def test_each_edit_is_one_undo_step_in_object_and_edit_mode(tmp_path):
 
 def test_similarity_heat_map_and_batch_writes_edited_parts(tmp_path):
     run_scenario("similarity_and_batch", tmp_path)
+
+
+def test_edits_with_modifiers_act_on_the_evaluated_tree(tmp_path):
+    run_scenario("modifiers", tmp_path)

@@ -337,7 +337,42 @@ def scenario_similarity_and_batch(args):
     assert name
 
 
+def scenario_modifiers(args):
+    """With Use Modifiers the tree is over the evaluated mesh: edits made from base-mesh faces
+    act on the right parts, and the base mesh gets the mapped edited labels."""
+    from model_runtime.part_edits import apply_edits
+
+    H.install_addon()
+    H.clear_scene()
+    H.prefs().device = "cpu"
+    storage = H.addon_module("storage")
+    tbl, owner = H.table("TableSub")  # box 0 = top, 1..4 = legs
+    mod = tbl.modifiers.new("Subdiv", "SUBSURF")
+    mod.levels = 1
+    H.activate(tbl)
+    bpy.context.scene.partfield.use_modifiers = True
+    assert bpy.ops.partfield.compute() == {"FINISHED"}
+    tbl.partfield.parts = 5
+    stored = storage.load(tbl)
+    assert stored.face_map is not None and len(stored.result_labels(5)) > len(tbl.data.polygons)
+    base = stored.face_labels(5)
+    top_face = int(np.flatnonzero(owner == 0)[0])
+    top_part = int(base[top_face])
+    assert op("split_part", face=top_face) == {"FINISHED"}
+    stored = storage.load(tbl)
+    tree = stored.result.tree
+    want = apply_edits(tree, 5, stored.edits).labels
+    assert np.array_equal(stored.face_labels(5), want[stored.face_map]), "edited labels not mapped to the base"
+    n = int(tree.maximal_nodes(storage.load(tbl).result.labels(5) == top_part)[0])
+    assert stored.edits[0].nodes == (n,), "the split did not act on the top's node of the evaluated tree"
+    assert op("select_similar", face=int(np.flatnonzero(owner == 1)[0])) == {"FINISHED"}
+    got = set(stored.face_labels(5)[selected(tbl)].tolist())
+    legs = {int(np.bincount(base[owner == i]).argmax()) for i in (1, 2, 3, 4)}
+    assert legs <= got and top_part not in got, f"similar from a leg: {got}, legs {legs}"
+
+
 SCENARIOS = {
+    "modifiers": scenario_modifiers,
     "edits": scenario_edits,
     "undo": scenario_undo,
     "similarity_and_batch": scenario_similarity_and_batch,
