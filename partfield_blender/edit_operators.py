@@ -5,11 +5,10 @@ selection and active face) and Edit Mode (the live selection) alike.
 The logic is `model_runtime.part_edits`; edits live in the object's ID properties
 (`storage.write_edits`), so each operator is one undo step and they are saved with the .blend.
 Face selections are read and written in Object Mode with foreach_get/foreach_set: in Edit Mode
-the operators leave it for that and come back.
+the operators leave it for that and come back, except Split, Merge and Clear Edits, which end in
+Object Mode when they change the edits (see `_EditBase.stays_in_edit_mode`).
 """
 from __future__ import annotations
-
-from contextlib import contextmanager
 
 import bpy
 import numpy as np
@@ -19,20 +18,6 @@ from bpy.types import Operator
 from . import jobs, preview, storage
 
 DEFAULT_SIMILARITY = 0.35  # = model_runtime.part_edits.DEFAULT_SIMILARITY (not imported at register)
-
-
-@contextmanager
-def object_mode(obj, back: bool = True):
-    """Object Mode for the block (mesh data in sync with the edit mesh); with `back`, Edit Mode
-    again after it."""
-    was_edit = obj.mode == "EDIT"
-    if was_edit:
-        bpy.ops.object.mode_set(mode="OBJECT")
-    try:
-        yield
-    finally:
-        if was_edit and back:
-            bpy.ops.object.mode_set(mode="EDIT")
 
 
 def face_selection(me) -> tuple[np.ndarray, int]:
@@ -129,25 +114,34 @@ class _EditBase(Operator):
     def execute(self, context):
         obj = context.view_layer.objects.active
         self._was_edit = obj.mode == "EDIT"
-        with object_mode(obj, back=self.stays_in_edit_mode):
-            if storage.is_stale(obj):
-                self.report({"WARNING"}, f"'{obj.name}' was edited after the compute: run Compute PartField again.")
-                return {"CANCELLED"}
-            stored = storage.load(obj)
-            pc = _PartContext(obj, stored)
-            selected, active = face_selection(obj.data)
-            if self.face >= 0:
-                if self.face >= len(obj.data.polygons):
-                    self.report({"WARNING"}, f"there is no face {self.face}")
-                    return {"CANCELLED"}
-                selected, active = np.array([self.face]), self.face
-            from model_runtime.part_edits import EditError
+        if self._was_edit:
+            bpy.ops.object.mode_set(mode="OBJECT")  # mesh data in sync with the edit mesh
+        result = {"CANCELLED"}
+        try:
+            result = self._run(context, obj)
+        finally:
+            if self._was_edit and (self.stays_in_edit_mode or result != {"FINISHED"}):
+                bpy.ops.object.mode_set(mode="EDIT")
+        return result
 
-            try:
-                return self.act(context, pc, selected, active)
-            except EditError as exc:
-                self.report({"WARNING"}, str(exc))
+    def _run(self, context, obj):
+        from model_runtime.part_edits import EditError
+
+        if storage.is_stale(obj):
+            self.report({"WARNING"}, f"'{obj.name}' was edited after the compute: run Compute PartField again.")
+            return {"CANCELLED"}
+        pc = _PartContext(obj, storage.load(obj))
+        selected, active = face_selection(obj.data)
+        if self.face >= 0:
+            if self.face >= len(obj.data.polygons):
+                self.report({"WARNING"}, f"There is no face {self.face}.")
                 return {"CANCELLED"}
+            selected, active = np.array([self.face]), self.face
+        try:
+            return self.act(context, pc, selected, active)
+        except EditError as exc:
+            self.report({"WARNING"}, str(exc))
+            return {"CANCELLED"}
 
     def touched_parts(self, pc, selected, active) -> list:
         """Parts under the selected faces, else the active face's part (result labels)."""

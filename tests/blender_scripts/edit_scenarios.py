@@ -270,6 +270,15 @@ def scenario_undo(args):
     bpy.ops.ed.undo()  # a selection is an Edit Mode undo step
     obj = bpy.data.objects[name]
     assert obj.mode == "EDIT" and np.array_equal(selected(obj), np.sort(faces)), "undo of Select Part"
+    one = np.flatnonzero(split1 == leg_parts[0])
+    bpy.ops.object.mode_set(mode="OBJECT")
+    H.addon_module("edit_operators").select_faces(obj.data, one)
+    bpy.ops.object.mode_set(mode="EDIT")
+    assert op("merge_parts") == {"CANCELLED"} and obj.mode == "EDIT", "a refused merge left Edit Mode"
+    bpy.ops.object.mode_set(mode="OBJECT")
+    H.addon_module("edit_operators").select_faces(obj.data, faces)
+    bpy.ops.object.mode_set(mode="EDIT")
+    bpy.ops.ed.undo_push(message="two legs selected")
     assert op("merge_parts") == {"FINISHED"}
     obj = bpy.data.objects[name]
     assert obj.mode == "OBJECT" and [e.kind for e in edits_of(obj)] == ["split", "merge"]
