@@ -361,7 +361,10 @@ class Runtime:
         """Segment one object through the add-on's compute (the same as the sidebar); the
         result is stored on the object, so the saved .blend can be re-cut in the GUI. An object
         whose up-to-date stored result carries part edits keeps it: the edited parts are written."""
-        kept = self.storage.load(obj)
+        try:
+            kept = self.storage.load(obj)
+        except Exception:  # an unreadable stored result is simply computed again
+            kept = None
         if kept is not None and kept.edits and not self.storage.is_stale(obj):
             print(f"{obj.name}: kept its stored result with {len(kept.edits)} part edit(s)", flush=True)
             return kept
