@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
-from bpy.props import BoolProperty, FloatProperty, IntProperty
+from bpy.props import FloatProperty, IntProperty
 from bpy.types import Operator
 
 from . import jobs, preview, storage

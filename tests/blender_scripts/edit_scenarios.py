@@ -224,6 +224,9 @@ def scenario_edits(args):
     assert "Split" in X.panel_draw_smoke()
     bpy.ops.object.mode_set(mode="OBJECT")
     ops = H.addon_module("edit_operators")
+    from model_runtime.part_edits import DEFAULT_SIMILARITY
+
+    assert ops.DEFAULT_SIMILARITY == DEFAULT_SIMILARITY, "operator default != model_runtime default"
     assert ops._face_menu in bpy.types.VIEW3D_MT_edit_mesh_faces._dyn_ui_initialize()
     # Clear Part Edits: back to the plain cut.
     assert op("clear_edits") == {"FINISHED"}
