@@ -83,6 +83,10 @@ class VIEW3D_PT_partfield(Panel):
         row.operator("partfield.clear", text="Clear", icon="X")
         if writers.parts_collection(obj) is not None or obj.get("partfield_vertex_groups"):
             col.operator("partfield.clear", text="Remove Written Parts", icon="TRASH").outputs = True
+        if not stale:  # part edits (Object and Edit Mode): edit_operators.py
+            from .edit_operators import draw_panel as draw_edit_parts
+
+            draw_edit_parts(box, context, obj)
 
 
 classes = (VIEW3D_PT_partfield,)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 RESULT_KEY = "partfield_result"
 FACE_MAP_KEY = "partfield_face_map"
 META_KEY = "partfield_meta"
+EDITS_KEY = "partfield_edits"  # JSON {"stamp": result stamp, "edits": [[kind, [nodes]], ...]}
 
 # object session uid -> (stamp, StoredResult)
 _cache: dict[int, tuple[str, "StoredResult"]] = {}
@@ -28,17 +29,28 @@ class StoredResult:
     result: object  # model_runtime.result.SegmentationResult
     face_map: np.ndarray | None
     meta: dict
+    edits: list = field(default_factory=list)  # model_runtime.part_edits.Edit, set by load()
 
     @property
     def num_faces(self) -> int:
         return int(self.meta.get("base_polygons", 0))
 
     def face_labels(self, k: int) -> np.ndarray:
-        """Labels (0..k'-1) for every polygon of the base mesh at granularity k."""
-        labels = np.asarray(self.result.labels(int(k)))
+        """Labels (0..k'-1) for every polygon of the base mesh at granularity k, with the
+        part edits (split/merge) that apply at k."""
+        labels = self.result_labels(k)
         if self.face_map is not None:
             labels = labels[self.face_map]
         return labels
+
+
+    def result_labels(self, k: int) -> np.ndarray:
+        """Labels per polygon of the result (the evaluated mesh with modifiers), edits applied."""
+        if self.edits:
+            from model_runtime.part_edits import apply_edits
+
+            return apply_edits(self.result.tree, k, self.edits).labels
+        return np.asarray(self.result.labels(int(k)))
 
 
 def _result_to_bytes(result) -> bytes:
@@ -106,20 +118,58 @@ def load(obj) -> StoredResult | None:
     m = meta(obj)
     hit = _cache.get(obj.session_uid)
     if hit is not None and hit[0] == m.get("stamp"):
-        return hit[1]
+        return _with_edits(obj, hit[1])
     result = _result_from_bytes(bytes(obj[RESULT_KEY]))
     face_map = None
     if FACE_MAP_KEY in obj:
         face_map = np.frombuffer(bytes(obj[FACE_MAP_KEY]), dtype=np.int32).astype(np.int64)
     stored = StoredResult(result, face_map, m)
     _cache[obj.session_uid] = (m.get("stamp"), stored)
+    return _with_edits(obj, stored)
+
+
+def _with_edits(obj, stored: StoredResult) -> StoredResult:
+    """Attach the part edits saved on `obj` for this result (read every time: undo changes them)."""
+    stored.edits = read_edits(obj, stored)
     return stored
+
+
+def read_edits(obj, stored: StoredResult) -> list:
+    """The part edits stored on `obj` for `stored` (none when they belong to an older compute)."""
+    raw = obj.get(EDITS_KEY)
+    if not raw:
+        return []
+    import json
+
+    from model_runtime.part_edits import edits_from_json, valid_edits
+
+    try:
+        data = json.loads(str(raw))
+    except ValueError:
+        return []
+    if not isinstance(data, dict) or data.get("stamp") != stored.meta.get("stamp"):
+        return []
+    return valid_edits(stored.result.tree, edits_from_json(json.dumps(data.get("edits", []))))
+
+
+def write_edits(obj, stored: StoredResult, edits) -> None:
+    """Save the part edits on `obj` (a JSON string ID property: saved and undone with the object)."""
+    import json
+
+    from model_runtime.part_edits import edits_to_json
+
+    if not edits:
+        if EDITS_KEY in obj:
+            del obj[EDITS_KEY]
+    else:
+        obj[EDITS_KEY] = json.dumps({"stamp": stored.meta.get("stamp"), "edits": json.loads(edits_to_json(edits))})
+    stored.edits = list(edits)
 
 
 def clear(obj) -> bool:
     """Forget the stored result; True when there was one."""
     had = False
-    for key in (RESULT_KEY, FACE_MAP_KEY, META_KEY):
+    for key in (RESULT_KEY, FACE_MAP_KEY, META_KEY, EDITS_KEY):
         if key in obj:
             del obj[key]
             had = True
