@@ -97,6 +97,15 @@ class SegmentationResult:
             raise StoredResultError(f"cannot read segmentation result {name}: it is {type(data).__name__}, not bytes")
         return _read(io.BytesIO(bytes(data)), name, expected_polygons)
 
+    @staticmethod
+    def check_bytes(data, name: str = "stored result", expected_polygons: int | None = None) -> int:
+        """Every check `from_bytes` makes (sizes, dtypes, shapes, counts, the merge tree)
+        without unpacking the features or building the tree; returns the face count or
+        raises `StoredResultError`. Cheap enough for a panel's first draw."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise StoredResultError(f"cannot read segmentation result {name}: it is {type(data).__name__}, not bytes")
+        return _read(io.BytesIO(bytes(data)), name, expected_polygons, build=False)
+
 
 # ---------------------------------------------------------------------- bounded reading
 @dataclass(frozen=True)
@@ -128,9 +137,9 @@ _ENTRIES = {
 _OPTIONAL = {"costs"}
 
 
-def _read(source, name: str, expected_polygons):
+def _read(source, name: str, expected_polygons, build=True):
     try:
-        return _read_checked(source, name, expected_polygons, LIMITS)
+        return _read_checked(source, name, expected_polygons, LIMITS, build)
     except StoredResultError:
         raise
     except PartFieldError as exc:
@@ -160,7 +169,7 @@ def _headers(zf: zipfile.ZipFile, info: zipfile.ZipInfo):
         return shape, fortran, dtype, f.tell()
 
 
-def _read_checked(source, name, expected_polygons, limits: Limits):
+def _read_checked(source, name, expected_polygons, limits: Limits, build=True):
     size = _file_size(source)
     with zipfile.ZipFile(source) as zf:
         infos = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
@@ -234,5 +243,7 @@ def _read_checked(source, name, expected_polygons, limits: Limits):
         metadata = json.loads(str(read("metadata")))
         if not isinstance(metadata, dict):
             raise StoredResultError(f"segmentation result {name}: metadata is not a JSON object")
+        if not build:
+            return p
         tree = PartTree(children, p, costs)
         return SegmentationResult(read("features"), tree, Normalization.from_array(norm), metadata)
