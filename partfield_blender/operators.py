@@ -294,7 +294,7 @@ class PARTFIELD_OT_clear(Operator):
             cleared += storage.clear(obj) | preview.remove(obj)
             if self.outputs:
                 had_attr = obj.data.attributes.get(writers.FACE_ATTRIBUTE) is not None
-                writers.remove_face_attribute(obj)
+                writers.remove_face_attribute(obj, kept)
                 cleared += bool(writers.remove_vertex_groups(obj, kept) + writers.remove_separate_objects(obj, kept=kept)
                                 + had_attr)
         if not any(storage.has_result(o) for o in context.scene.objects):

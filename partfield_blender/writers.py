@@ -8,10 +8,12 @@ Removal only deletes what the add-on can show it made: the source object keeps a
 output token (`partfield_output_token`); the vertex-group marker, the parts collection and
 every part object carry the same token, and removed vertex groups must also have the names
 the writer gives (Part_01 ...). Markers without the token (a crafted or foreign file, an
-object the user moved into the parts collection) are left alone.
+object the user moved into the parts collection) are left alone. Sculpt face sets are
+removed only while they are still the ones the writer wrote (a digest on the mesh).
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 
@@ -23,6 +25,7 @@ _GROUPS_KEY = "partfield_vertex_groups"
 _SOURCE_KEY = "partfield_source"
 _TOKEN_KEY = "partfield_output_token"  # on the source object
 _OUTPUT_TOKEN_KEY = "partfield_token"  # on the parts collection and each part object
+_FACE_SETS_KEY = "partfield_face_sets"  # on the mesh: digest of the face sets the writer wrote
 _PART_NAME = re.compile(r"Part_\d{2,}(\.\d{3})?")  # part_names() as Blender may suffix them
 
 MODES = ("VERTEX_GROUPS", "FACE_ATTRIBUTE", "SEPARATE_OBJECTS")
@@ -155,7 +158,13 @@ def write_face_attribute(obj, labels, face_sets: bool = True) -> None:
         if name == FACE_SET_ATTRIBUTE and not face_sets:
             continue
         typed_attribute(me, name, "INT", "FACE").data.foreach_set("value", data)
+        if name == FACE_SET_ATTRIBUTE:
+            me[_FACE_SETS_KEY] = _digest(data)  # removal checks the face sets are still these
     me.update()
+
+
+def _digest(values) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(values, dtype=np.int32).tobytes(), digest_size=16).hexdigest()
 
 
 def read_face_attribute(obj, name: str = FACE_ATTRIBUTE) -> np.ndarray | None:
@@ -168,13 +177,24 @@ def read_face_attribute(obj, name: str = FACE_ATTRIBUTE) -> np.ndarray | None:
     return out
 
 
-def remove_face_attribute(obj) -> None:
-    """Remove the part face attribute and the sculpt face sets."""
+def remove_face_attribute(obj, kept: list | None = None) -> None:
+    """Remove the part face attribute and the sculpt face sets the writer made. Face sets
+    that differ from what it wrote (the user's own, or edited since) stay ("face sets" is
+    appended to `kept`)."""
     me = obj.data
-    for name in (FACE_ATTRIBUTE, FACE_SET_ATTRIBUTE):
-        attr = me.attributes.get(name)
-        if attr is not None:
-            me.attributes.remove(attr)
+    attr = me.attributes.get(FACE_ATTRIBUTE)
+    if attr is not None:
+        me.attributes.remove(attr)
+    sets = me.attributes.get(FACE_SET_ATTRIBUTE)
+    if sets is not None:
+        ours = sets.data_type == "INT" and sets.domain == "FACE" and \
+            me.get(_FACE_SETS_KEY) == _digest(read_face_attribute(obj, FACE_SET_ATTRIBUTE))
+        if ours:
+            me.attributes.remove(me.attributes[FACE_SET_ATTRIBUTE])
+        elif kept is not None:
+            kept.append(f"the face sets of '{obj.name}'")
+    if _FACE_SETS_KEY in me:
+        del me[_FACE_SETS_KEY]
 
 
 # --------------------------------------------------------------------------- separate objects

@@ -806,6 +806,15 @@ def scenario_marker_trust(args):
     assert bpy.ops.partfield.apply(mode="VERTEX_GROUPS") == {"FINISHED"}  # replaces only its own
     assert user_things() == users and len(writers.written_vertex_groups(chain)) == k
     assert len(chain.vertex_groups) == 3 + k, [g.name for g in chain.vertex_groups]
+    # Face sets: the writer's own are removed, the user's own (or edited ones) stay.
+    assert bpy.ops.partfield.apply(mode="FACE_ATTRIBUTE") == {"FINISHED"}
+    op_kept = []
+    writers.remove_face_attribute(chain, op_kept)
+    assert chain.data.attributes.get(".sculpt_face_set") is None and not op_kept
+    assert bpy.ops.partfield.apply(mode="FACE_ATTRIBUTE") == {"FINISHED"}
+    user_sets = writers.read_face_attribute(chain, ".sculpt_face_set")
+    user_sets[:4] = 99  # the user sculpts new face sets after Apply
+    chain.data.attributes[".sculpt_face_set"].data.foreach_set("value", user_sets)
     assert bpy.ops.partfield.apply(mode="SEPARATE_OBJECTS") == {"FINISHED"}
     assert user_things() == users, "Separate Objects deleted objects of a crafted collection"
     coll = writers.parts_collection(chain)
@@ -832,11 +841,13 @@ def scenario_marker_trust(args):
     assert bpy.types.PARTFIELD_OT_clear.execute(op, bpy.context) == {"FINISHED"}
     assert user_things() == users, "Remove Written Parts deleted the user's groups or objects"
     assert "Mine" in bpy.data.objects and "Lamp" in bpy.data.objects and "Forged" in bpy.data.collections
+    assert np.array_equal(writers.read_face_attribute(chain, ".sculpt_face_set"), user_sets), "user face sets lost"
+    assert chain.data.attributes.get("partfield_part") is None
     assert writers.written_vertex_groups(chain) == [] and len(chain.vertex_groups) == 3
     assert not any(o.get("partfield_token") for o in bpy.data.objects), "part objects left behind"
     assert not chain.hide_get(), "original not shown again"
     warn = [m for kind, m in op.reports if "WARNING" in kind]
-    assert warn and "did not write" in warn[0] and "Mine" in warn[0], op.reports
+    assert warn and "did not write" in warn[0] and "Mine" in warn[0] and "face sets of 'Chain'" in warn[0], op.reports
     assert mine.users_collection and mine.users_collection[0].get("partfield_source") is None, \
         "the collection kept for the user's object is still marked as a parts collection"
     # a forged dict marker with the right form but a wrong token, and our token on a foreign name
