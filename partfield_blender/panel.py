@@ -75,6 +75,8 @@ class VIEW3D_PT_partfield(Panel):
             row = box.row(align=True)
             row.operator("partfield.compute", text="Compute Again", icon="PLAY")
             row.operator("partfield.clear", text="Clear", icon="X")
+            if writers.has_outputs(obj):
+                box.operator("partfield.clear", text="Remove Written Parts", icon="TRASH").outputs = True
             return
         stale = storage.is_stale(obj, cached=True)
         if stale:
