@@ -120,7 +120,7 @@ def store(obj, result, fingerprint: str, face_map: np.ndarray | None = None, inf
         "stamp": uuid.uuid4().hex,
     }
     for key, value in (info or {}).items():
-        if isinstance(value, (str, int, float, bool)) and key not in meta:
+        if isinstance(value, (str, int, float, bool)) and key not in meta and value == value:  # (no NaN)
             meta[key] = value
     data = _result_to_bytes(result)
     meta["result_polygons"] = int(result.num_polygons)
