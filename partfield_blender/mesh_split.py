@@ -46,8 +46,10 @@ def excluded_names(obj) -> tuple[set[str], set[str]]:
     from . import writers
     from .preview import ATTRIBUTE as PREVIEW_ATTRIBUTE
 
+    from .rig import rig_groups
+
     attrs = {writers.FACE_ATTRIBUTE, writers.FACE_SET_ATTRIBUTE, PREVIEW_ATTRIBUTE}
-    groups = set(obj.get(writers._GROUPS_KEY, [])) | set(obj.get(RIG_GROUPS_KEY, []))
+    groups = set(writers.written_vertex_groups(obj)) | set(rig_groups(obj))
     return attrs, groups
 
 

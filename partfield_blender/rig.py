@@ -2,13 +2,16 @@
 or skinned (the original mesh, an Armature modifier and one vertex group per bone).
 
 The geometry (contacts, hierarchy, head/tail/roll, weights) comes from
-`model_runtime.rig_layout`; this module only builds Blender data. What it makes is tagged so
-that a later run, or Clear's "Remove Written Parts", removes exactly that:
-- the armature object carries `["partfield_rig_source"]` = the source mesh object (an ID
-  pointer, like the parts collection's `["partfield_source"]`) and `["partfield_rig_binding"]`;
-- rigid: the part objects are the Separate Objects writer's (in the parts collection);
-- skinned: the source object lists the vertex groups it got in `["partfield_rig_groups"]`, and its
-  Armature modifier is the one whose object is the tagged armature.
+`model_runtime.rig_layout`; this module only builds Blender data. What it makes carries the
+same marker as the writers' outputs (the source object's output token, `writers.output_token`),
+so that a later run, or Clear's "Remove Written Parts", removes exactly that and nothing else:
+- the armature object: `["partfield_rig_source"]` = the source mesh object (an ID pointer,
+  like the parts collection's `["partfield_source"]`), `["partfield_token"]` = the source's
+  output token, and `["partfield_rig_binding"]`;
+- rigid: the part objects are the Separate Objects writer's (parts collection, token-marked);
+- skinned: the source's `["partfield_rig_groups"]` = {"token", "names"} lists the vertex groups
+  it got (like `["partfield_vertex_groups"]`), and its Armature modifier is the one whose object
+  is the marked armature.
 """
 from __future__ import annotations
 
@@ -23,18 +26,43 @@ BINDINGS = ("RIGID", "SKINNED")
 
 
 def rig_of(obj):
-    """The armature object Make Rig made for `obj`, or None."""
+    """The armature object Make Rig made for `obj` (source pointer and output token match), or None."""
     import bpy
 
+    from . import writers
+
+    token = writers.output_token(obj)
+    if token is None:
+        return None
     for o in bpy.data.objects:
-        if o.type == "ARMATURE" and o.get(RIG_SOURCE_KEY) == obj:
+        if o.type == "ARMATURE" and o.get(RIG_SOURCE_KEY) == obj and o.get(writers._OUTPUT_TOKEN_KEY) == token:
             return o
     return None
 
 
-def remove_rig(obj) -> int:
+def _listed_groups(obj) -> tuple[list[str], bool]:
+    """(group names the skinned-rig marker lists, whether it carries the object's token)."""
+    from . import writers
+
+    marker = obj.get(RIG_GROUPS_KEY)
+    if not hasattr(marker, "to_dict"):
+        return [], False
+    marker = marker.to_dict()
+    names = [n for n in marker.get("names", []) if isinstance(n, str)]
+    token = writers.output_token(obj)
+    return names, token is not None and marker.get("token") == token
+
+
+def rig_groups(obj) -> list[str]:
+    """Vertex groups on `obj` that Make Rig (skinned) provably wrote."""
+    names, ours = _listed_groups(obj)
+    return [n for n in names if obj.vertex_groups.get(n) is not None] if ours else []
+
+
+def remove_rig(obj, kept: list | None = None) -> int:
     """Remove what Make Rig made for `obj` (armature, its modifier and vertex groups, and for a
-    rigid rig the part objects). Returns how many things were removed."""
+    rigid rig the part objects). Returns how many things were removed; groups the marker lists
+    but cannot prove ours stay and are appended to `kept`."""
     import bpy
 
     from . import writers
@@ -45,16 +73,21 @@ def remove_rig(obj) -> int:
         if mod.type == "ARMATURE" and arm is not None and mod.object == arm:
             obj.modifiers.remove(mod)
             removed += 1
-    for name in list(obj.get(RIG_GROUPS_KEY, [])):
+    listed, ours = _listed_groups(obj)
+    for name in listed:
         group = obj.vertex_groups.get(name)
-        if group is not None:
+        if group is None:
+            continue
+        if ours:
             obj.vertex_groups.remove(group)
             removed += 1
+        elif kept is not None:
+            kept.append(name)
     if RIG_GROUPS_KEY in obj:
         del obj[RIG_GROUPS_KEY]
     if arm is not None:
         if arm.get(RIG_BINDING_KEY) == "RIGID":
-            removed += writers.remove_separate_objects(obj)
+            removed += writers.remove_separate_objects(obj, kept=kept)
         data = arm.data
         bpy.data.objects.remove(arm)
         if data is not None and data.users == 0:
@@ -145,6 +178,7 @@ def make_rig(obj, labels, names: list[str] | None = None, root: int | None = Non
     for coll in (list(obj.users_collection) or [bpy.context.scene.collection]):
         coll.objects.link(arm)
     arm[RIG_SOURCE_KEY] = obj
+    arm[writers._OUTPUT_TOKEN_KEY] = writers.output_token(obj, create=True)
     arm[RIG_BINDING_KEY] = binding
     arm.show_in_front = True
     _copy_placement(obj, arm)
@@ -177,7 +211,7 @@ def make_rig(obj, labels, names: list[str] | None = None, root: int | None = Non
             values, which = np.unique(w, return_inverse=True)
             for j, value in enumerate(values.tolist()):
                 group.add(vid[which == j].tolist(), value, "REPLACE")
-        obj[RIG_GROUPS_KEY] = made
+        obj[RIG_GROUPS_KEY] = {"token": writers.output_token(obj, create=True), "names": made}
         mod = obj.modifiers.new(MODIFIER_NAME, "ARMATURE")
         mod.object = arm
         mod.use_vertex_groups, mod.use_bone_envelopes = True, False

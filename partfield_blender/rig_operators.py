@@ -20,7 +20,7 @@ def source_and_root(context):
         return None, None
     for coll in active.users_collection:
         src = coll.get(writers._SOURCE_KEY)
-        if src is not None and "partfield_part" in active:
+        if src is not None and "partfield_part" in active and writers.parts_collection(src) == coll:
             return src, int(active["partfield_part"])
     if active.type == "ARMATURE" and active.get(rig.RIG_SOURCE_KEY) is not None:
         return active[rig.RIG_SOURCE_KEY], None

@@ -149,7 +149,8 @@ def scenario_separate_keeps(args):
         # custom properties, with UI data; none of the add-on's keys
         assert part["rig_note"] == "keep me" and part["stiffness"] == 0.75
         assert part.id_properties_ui("stiffness").as_dict()["max"] == 2.0
-        assert not [k for k in part.keys() if k.startswith("partfield") and k != "partfield_part"], part.keys()
+        assert not [k for k in part.keys() if k.startswith("partfield") and k not in ("partfield_part", "partfield_token")], \
+            part.keys()  # (the part marker and the output token only)
         # vertex groups: only user groups with weights on the part's vertices, same weights
         gnames = sorted(g.name for g in part.vertex_groups)
         expect = ["all", "left"] if lab == 0 else ["all"]
@@ -425,11 +426,17 @@ def scenario_rig_operator(args):
     assert "Make Rig" in panel_texts() and "Remove Written Parts" not in panel_texts()
     assert bpy.ops.partfield.make_rig("EXEC_DEFAULT", True, binding="SKINNED") == {"FINISHED"}
     assert "Remove Written Parts" in panel_texts()
+    arm = rig.rig_of(obj)
+    assert arm.get("partfield_token") == obj.get("partfield_output_token") is not None, "rig not token-marked"
+    # a look-alike the add-on did not make (no token) is left alone by Clear
+    fake = bpy.data.objects.new("User Rig", bpy.data.armatures.new("User Rig"))
+    bpy.context.scene.collection.objects.link(fake)
+    fake["partfield_rig_source"] = obj
     assert bpy.ops.partfield.clear("EXEC_DEFAULT", True, outputs=True) == {"FINISHED"}
     obj = bpy.data.objects[name]
     after = rig_state(name)
-    assert after["armatures"] == [] and "ARMATURE" not in after["modifiers"] and after["groups"] == [], after
-    assert not [a for a in bpy.data.armatures], "armature data left behind"
+    assert after["armatures"] == ["User Rig"] and "ARMATURE" not in after["modifiers"] and after["groups"] == [], after
+    assert [a.name for a in bpy.data.armatures] == ["User Rig"], "armature data left behind"
 
 
 def panel_texts():
