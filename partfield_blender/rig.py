@@ -183,7 +183,11 @@ def make_rig(obj, labels, names: list[str] | None = None, root: int | None = Non
     arm.show_in_front = True
     _copy_placement(obj, arm)
     try:
-        bone_names = _edit_bones(arm, layout, [names[p] for p in layout.parts])
+        wanted = [names[p] for p in layout.parts]
+        if binding == "SKINNED":  # a bone deforms the vertex group of its name: never a user's group
+            writers.remove_vertex_groups(obj)  # (the Vertex Groups writer's: the rig's groups replace them)
+            wanted = [n if obj.vertex_groups.get(n) is None else f"{n}.rig" for n in wanted]
+        bone_names = _edit_bones(arm, layout, wanted)
     except RuntimeError:  # (Edit Mode refused, e.g. the collection is hidden): leave nothing half-made
         bpy.data.objects.remove(arm)
         bpy.data.armatures.remove(arm_data)
@@ -203,7 +207,6 @@ def make_rig(obj, labels, names: list[str] | None = None, root: int | None = Non
             part.matrix_parent_inverse = (bone.matrix_local @ Matrix.Translation((0.0, bone.length, 0.0))).inverted()
             part.matrix_basis = local
     else:
-        writers.remove_vertex_groups(obj)  # (same names as the bones: the rig's groups replace them)
         made = []
         for i, (vid, w) in enumerate(skin_weights(mesh, labels, layout, border=border)):
             group = obj.vertex_groups.new(name=bone_names[i])

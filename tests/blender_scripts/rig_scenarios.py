@@ -352,10 +352,20 @@ def scenario_rig_skinned(args):
     # running again replaces the groups and the modifier (no piling up)
     arm = rig.make_rig(obj, labels, binding="SKINNED", root=0, border=0.3)
     assert len([m for m in obj.modifiers if m.type == "ARMATURE"]) == 1 and len(obj.vertex_groups) == 3
+    # a user group named like a bone is not taken over: the bone gets another name
+    rig.remove_rig(obj)
+    user = obj.vertex_groups.new(name="Part_02")
+    assert user.name == "Part_02"
+    user.add([0], 1.0, "REPLACE")
+    arm = rig.make_rig(obj, labels, binding="SKINNED", root=0, border=0.3)
+    assert "Part_02.rig" in arm.data.bones and obj.vertex_groups.get("Part_02.rig") is not None
+    assert [(e.group, e.weight) for e in obj.data.vertices[0].groups if e.group == user.index] == [(user.index, 1.0)]
+    obj.vertex_groups.remove(user)
     total = np.zeros(len(obj.data.vertices))
     shared = 0
+    ours = {g.index for g in obj.vertex_groups if g.name.startswith("Part_")}
     for v in obj.data.vertices:
-        total[v.index] = sum(e.weight for e in v.groups)
+        total[v.index] = sum(e.weight for e in v.groups if e.group in ours)
         shared += len(v.groups) > 1
     assert np.allclose(total, 1.0, atol=1e-5) and shared > 0, (total.min(), total.max(), shared)
 
