@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import bpy
 
-from . import edit_operators, operators, panel, preferences, properties, storage, weights_download_ui
+from . import edit_operators, operators, panel, preferences, properties, rig_operators, storage, weights_download_ui
 
 
 def _classes():
     out = list(properties.classes) + list(preferences.classes) + list(operators.classes) + list(panel.classes)
     out += list(weights_download_ui.classes)
-    out += list(edit_operators.classes)
+    out += list(edit_operators.classes) + list(rig_operators.classes)
     return out
 
 

@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "AVX512-BF16/AMX, CUDA), fp16 (CUDA, MPS)")
     p.add_argument("--objects", default="*", metavar="PATTERN",
                    help="mesh objects to segment: '*' (all, default) or fnmatch name pattern(s), comma separated")
+    p.add_argument("--rig", nargs="?", const="skinned", choices=["skinned", "rigid"],
+                   help="also make a rig (one bone per part; default binding: skinned); .blend and "
+                        ".glb/.fbx outputs carry it")
     p.add_argument("--use-modifiers", action="store_true", help="segment the evaluated mesh (modifiers applied)")
     p.add_argument("--points", type=int, metavar="N", help="surface sample points for the network (default: model's)")
     p.add_argument("--seed", type=int, help="sampling seed (default: pipeline's)")
@@ -309,6 +312,7 @@ class Runtime:
         self.jobs = importlib.import_module(f"{addon}.jobs")
         self.writers = importlib.import_module(f"{addon}.writers")
         self.storage = importlib.import_module(f"{addon}.storage")
+        self.rig = importlib.import_module(f"{addon}.rig")
         a = settings.args
         self.spec = self.jobs.ModelSpec(path=settings.checkpoint, device=a.device, precision=a.precision,
                                         options=self._option_overrides())
@@ -392,10 +396,13 @@ def select_only(bpy, objects) -> None:
 
 def export_parts(bpy, rt: Runtime, picked, labels_by_obj, fmt: str, final: Path) -> None:
     """Export one object per part (all picked objects) to .glb / .fbx, atomically."""
-    separate_here = rt.settings.args.mode != "objects"
+    rigged = bool(rt.settings.args.rig)
+    separate_here = rt.settings.args.mode != "objects" and not rigged
     parts = []
     for obj in picked:
-        if separate_here:
+        if rigged:  # (made with the outputs of this k by rig.batch_rig)
+            parts.extend(rt.rig.export_objects(obj))
+        elif separate_here:
             parts.extend(rt.writers.write_separate_objects(obj, labels_by_obj[obj.name]))
         else:
             coll = rt.writers.parts_collection(obj)
@@ -407,7 +414,8 @@ def export_parts(bpy, rt: Runtime, picked, labels_by_obj, fmt: str, final: Path)
                 result = bpy.ops.export_scene.gltf(filepath=str(tmp), export_format="GLB", use_selection=True,
                                                    export_apply=False)
             else:
-                result = bpy.ops.export_scene.fbx(filepath=str(tmp), use_selection=True, object_types={"MESH"},
+                types = {"MESH", "ARMATURE"} if rigged else {"MESH"}
+                result = bpy.ops.export_scene.fbx(filepath=str(tmp), use_selection=True, object_types=types,
                                                   add_leaf_bones=False)
             if "FINISHED" not in result:
                 raise RuntimeError(f"{fmt} export returned {sorted(result)}")
@@ -453,6 +461,8 @@ def process_input(bpy, rt: Runtime, item, settings: Settings) -> dict:
         if needs_scene:
             for obj in picked:
                 rt.writers.write(obj, labels[k][obj.name], mode)
+            if settings.args.rig:
+                rt.rig.batch_rig(picked, labels[k], settings.args.rig)
         if f"blend:{k}" in outs:
             save_blend(bpy, outs[f"blend:{k}"])
         for fmt in ("glb", "fbx"):
