@@ -7,15 +7,34 @@ library and numpy only, no package-relative imports.
 """
 from __future__ import annotations
 
+import errno
 import fnmatch
 import glob
 import hashlib
+import importlib.util
 import json
 import os
 import re
+import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+def _load_output_check():
+    """output_check.py next to this file, by path (this module is itself loaded by path)."""
+    name = "partfield_batch_output_check"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "output_check.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+output_check = _load_output_check()
+IncompleteOutput = output_check.IncompleteOutput
 
 SUPPORTED_EXTENSIONS = (".blend", ".obj", ".fbx", ".glb", ".gltf", ".ply", ".stl", ".off")
 MODES = ("vertex-groups", "face-attribute", "objects")
@@ -366,31 +385,72 @@ def temp_path_for(final) -> Path:
     return final.parent / f".{final.name}{TEMP_TAG}{os.getpid()}{ext}"
 
 
+class OutputError(OSError):
+    """An output could not be written completely (disk full, read-only, a writer that failed);
+    its temporary was removed and the final name left as it was."""
+
+
 def commit_temp(tmp, final) -> None:
-    """Rename a finished temp file onto its final name (atomic on one file system)."""
+    """Check a finished temp file (complete for its type, flushed to disk), then rename it
+    onto its final name (atomic on one file system). On any failure the temp file is removed
+    and OutputError raised; `final` is left untouched."""
     tmp, final = Path(tmp), Path(final)
-    if not tmp.is_file():
-        raise OSError(f"writer produced no file at {tmp}")
-    _fsync_file(tmp)
-    os.replace(tmp, final)
+    try:
+        if not tmp.is_file():
+            raise OSError(f"writer produced no file at {tmp.name}")
+        _fsync_file(tmp)
+        output_check.check_file(tmp, output_check.kind_of(final))
+        os.replace(tmp, final)
+    except OSError as exc:
+        _remove(tmp)
+        raise OutputError(f"could not write {final.name}: {_describe_os_error(exc)}{_space_hint(final)}") from exc
+
+
+def _describe_os_error(exc: OSError) -> str:
+    if isinstance(exc, IncompleteOutput):
+        text = str(exc)
+        name, sep, rest = text.partition(": ")
+        return rest if sep and name.startswith(".") else text
+    if exc.errno is not None and exc.strerror:
+        return f"{exc.strerror} [{errno.errorcode.get(exc.errno, exc.errno)}]"
+    return str(exc) or type(exc).__name__
+
+
+def _space_hint(path: Path) -> str:
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return ""
+    return f" ({free / 1e6:.1f} MB free on that disk)" if free < 512e6 else ""
+
+
+def _remove(path: Path) -> None:
+    try:
+        Path(path).unlink()
+    except OSError:
+        pass
 
 
 def _fsync_file(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
+    """Flush to disk; an error a delayed write reports only now (ENOSPC, EIO) is raised."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EROFS):  # no fsync on this file system
+            raise
     finally:
         os.close(fd)
 
 
+# Called before every rename of a finished output: raises to stop (an interrupt was asked for),
+# so a half-done input never gets a new final file after Ctrl-C / SIGTERM.
+before_commit = None
+
+
 class atomic_path:
-    """Context manager: yields a temp path to write; on success renames it to `final`,
-    on error deletes it. `with atomic_path(p) as tmp: write(tmp)`."""
+    """Context manager: yields a temp path to write; on success checks and renames it to
+    `final`, on error (or when the check fails) deletes it. `with atomic_path(p) as tmp: write(tmp)`."""
 
     def __init__(self, final):
         self.final = Path(final)
@@ -402,13 +462,40 @@ class atomic_path:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
+            try:
+                if before_commit is not None:
+                    before_commit()
+            except BaseException:
+                _remove(self.tmp)
+                raise
             commit_temp(self.tmp, self.final)
         else:
-            try:
-                self.tmp.unlink()
-            except OSError:
-                pass
+            _remove(self.tmp)
+            if isinstance(exc, OSError) and not isinstance(exc, OutputError):  # e.g. ENOSPC from write()
+                raise OutputError(f"could not write {self.final.name}: {_describe_os_error(exc)}"
+                                  f"{_space_hint(self.final)}") from exc
         return False
+
+
+def check_output_folder(path) -> str | None:
+    """None when files can be created in folder `path` (made if missing), else the reason.
+    Writes and removes a probe file: permission bits do not stop root, a read-only mount does."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return f"the output path {path} is a file, not a folder"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create the output folder {path}: {_describe_os_error(exc)}"
+    probe = path / f".partfield-write-test-{os.getpid()}"
+    try:
+        with open(probe, "wb") as fh:
+            fh.write(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        _remove(probe)
+        return f"cannot write in the output folder {path}: {_describe_os_error(exc)}"
+    return None
 
 
 def atomic_write_text(path, text: str) -> None:
