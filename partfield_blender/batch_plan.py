@@ -41,6 +41,8 @@ MODES = ("vertex-groups", "face-attribute", "objects")
 EXPORTS = ("blend", "glb", "fbx", "labels")
 # Bump when the meaning of outputs changes, so older done-markers stop counting as finished.
 OUTPUT_FORMAT_VERSION = 1
+TOOL_NAME = "partfield_blender/batch.py"  # the summary's "tool": marks a folder as batch output
+OUTPUT_MARKER = ".partfield-batch-output"  # written into every output folder; such folders are not inputs
 DONE_SUFFIX = ".done.json"
 RUNNING_SUFFIX = ".running.json"
 TEMP_TAG = ".tmp-"
@@ -161,22 +163,90 @@ def _is_hidden(rel_parts) -> bool:
     return any(p.startswith(".") for p in rel_parts)
 
 
-def _scan_folder(root: Path, extensions, exclude: list[Path]) -> list[tuple[Path, str]]:
+def _scan_folder(root: Path, extensions, exclude: list[Path], skipped: list | None = None) -> list[tuple[Path, str]]:
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
+        if is_output_folder(here, filenames):
+            if skipped is not None:
+                skipped.extend(str(here / f) for f in filenames if Path(f).suffix.lower() in extensions)
+            dirnames[:] = []
+            continue
         dirnames[:] = sorted(
             d for d in dirnames
             if not d.startswith(".") and not any(_same_path(here / d, ex) for ex in exclude)
         )
+        made_here = _output_stems(filenames)
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
             path = here / name
             if path.suffix.lower() in extensions:
+                if _is_earlier_output(name, made_here):
+                    if skipped is not None:
+                        skipped.append(str(path))
+                    continue
                 rel = path.relative_to(root).with_suffix("")
                 found.append((path, rel.as_posix()))
     return found
+
+
+def _found_output(path: Path, exclude) -> bool:
+    """A file a pattern matched that is an earlier output (or lies in an output folder)."""
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return False
+    if is_output_folder(path.parent, names) or any(_same_path(path.parent, ex) for ex in exclude):
+        return True
+    return _is_earlier_output(path.name, _output_stems(names))
+
+
+def mark_output_folder(folder) -> None:
+    """Mark `folder` as batch output, so a later run given a parent folder skips it."""
+    marker = Path(folder) / OUTPUT_MARKER
+    if not marker.exists():
+        try:
+            marker.write_text(f"written by {TOOL_NAME}; folders holding this file are not searched for inputs\n")
+        except OSError:
+            pass
+
+
+def is_output_folder(folder: Path, filenames) -> bool:
+    """A folder the batch wrote into: its marker, or a summary naming this tool."""
+    names = set(filenames)
+    if OUTPUT_MARKER in names:
+        return True
+    for name in names:
+        if name == "summary.json" or (name.startswith("summary_shard") and name.endswith(".json")):
+            try:
+                with open(folder / name, encoding="utf-8") as fh:
+                    head = fh.read(4096)
+            except OSError:
+                continue
+            if f'"tool": "{TOOL_NAME}"' in head:
+                return True
+    return False
+
+
+_LABELS_SUFFIX = ".labels.json"
+_K_SUFFIX = re.compile(r"^(?P<stem>.+)_k\d+$")
+
+
+def _output_stems(filenames) -> set[str]:
+    """Names NAME with a NAME.labels.json or NAME.done.json here: both the batch and the
+    `segment` CLI write one next to their NAME_kK.* outputs."""
+    stems = set()
+    for name in filenames:
+        for suffix in (_LABELS_SUFFIX, DONE_SUFFIX):
+            if name.endswith(suffix) and len(name) > len(suffix):
+                stems.add(name[: -len(suffix)])
+    return stems
+
+
+def _is_earlier_output(name: str, stems: set[str]) -> bool:
+    m = _K_SUFFIX.match(Path(name).stem)
+    return bool(m and m.group("stem") in stems)
 
 
 def _same_path(a: Path, b: Path) -> bool:
@@ -186,12 +256,14 @@ def _same_path(a: Path, b: Path) -> bool:
         return False
 
 
-def discover_inputs(specs, extensions=SUPPORTED_EXTENSIONS, exclude=()) -> list[InputItem]:
+def discover_inputs(specs, extensions=SUPPORTED_EXTENSIONS, exclude=(), skipped: list | None = None) -> list[InputItem]:
     """Expand files, folders (recursive) and glob patterns into a sorted, de-duplicated list.
 
     Files named explicitly are kept even with an unsupported extension (they are reported as
     failed, not silently dropped); files found inside folders are filtered by extension;
-    hidden files/folders and the `exclude` folders (e.g. the output folder) are skipped.
+    hidden files/folders and the `exclude` folders (e.g. the output folder) are skipped, and so
+    are earlier outputs found inside folders (see `is_output_folder`, `_is_earlier_output`):
+    their paths are appended to `skipped`.
     The order (by output key, then path) does not depend on where the tree is mounted, so
     every shard of a scale-out run sees the same list.
     """
@@ -210,12 +282,17 @@ def discover_inputs(specs, extensions=SUPPORTED_EXTENSIONS, exclude=()) -> list[
                 if mp.is_dir():
                     raw.extend(
                         InputItem(str(p), f"{mp.name}/{rel}", None, spec)
-                        for p, rel in _scan_folder(mp, extensions, exclude)
+                        for p, rel in _scan_folder(mp, extensions, exclude, skipped)
                     )
                 elif mp.suffix.lower() in extensions and not mp.name.startswith("."):
+                    if _found_output(mp, exclude):
+                        if skipped is not None:
+                            skipped.append(str(mp))
+                        continue
                     raw.append(InputItem(str(mp), mp.stem, None, spec))
         elif path.is_dir():
-            raw.extend(InputItem(str(p), rel, None, spec) for p, rel in _scan_folder(path, extensions, exclude))
+            raw.extend(InputItem(str(p), rel, None, spec)
+                       for p, rel in _scan_folder(path, extensions, exclude, skipped))
         elif path.is_file():
             err = None
             if path.suffix.lower() not in extensions:
@@ -452,9 +529,10 @@ class atomic_path:
     """Context manager: yields a temp path to write; on success checks and renames it to
     `final`, on error (or when the check fails) deletes it. `with atomic_path(p) as tmp: write(tmp)`."""
 
-    def __init__(self, final):
+    def __init__(self, final, interruptible: bool = True):
         self.final = Path(final)
         self.tmp = temp_path_for(self.final)
+        self.interruptible = interruptible  # False: the summary, which must record the interrupt
 
     def __enter__(self) -> Path:
         self.final.parent.mkdir(parents=True, exist_ok=True)
@@ -463,7 +541,7 @@ class atomic_path:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
             try:
-                if before_commit is not None:
+                if before_commit is not None and self.interruptible:
                     before_commit()
             except BaseException:
                 _remove(self.tmp)
@@ -498,14 +576,14 @@ def check_output_folder(path) -> str | None:
     return None
 
 
-def atomic_write_text(path, text: str) -> None:
-    with atomic_path(path) as tmp:
+def atomic_write_text(path, text: str, interruptible: bool = True) -> None:
+    with atomic_path(path, interruptible) as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
 
 
-def atomic_write_json(path, data) -> None:
-    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False, default=_json_default) + "\n")
+def atomic_write_json(path, data, interruptible: bool = True) -> None:
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False, default=_json_default) + "\n", interruptible)
 
 
 def atomic_save_npy(path, array) -> None:
@@ -533,14 +611,16 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def remove_stale_temps(paths) -> int:
-    """Delete temp files a killed run left next to these final paths (any pid)."""
+def remove_stale_temps(paths, pid: int | None = None) -> int:
+    """Delete temp files a killed run left next to these final paths (any pid, or only `pid`'s),
+    including a writer's own side files ('.x.blend.tmp-12.blend@')."""
     removed = 0
+    tag = f"{TEMP_TAG}{pid}." if pid is not None else TEMP_TAG
     for final in paths:
         final = Path(final)
         if not final.parent.is_dir():
             continue
-        for p in final.parent.glob(f".{glob.escape(final.name)}{TEMP_TAG}*"):
+        for p in final.parent.glob(f".{glob.escape(final.name)}{glob.escape(tag)}*"):
             try:
                 p.unlink()
                 removed += 1
@@ -574,7 +654,7 @@ class Summary:
 
     def write(self) -> None:
         if self.path is not None:
-            atomic_write_json(self.path, self.to_dict())
+            atomic_write_json(self.path, self.to_dict(), interruptible=False)
 
 
 def format_duration(seconds: float | None) -> str:
