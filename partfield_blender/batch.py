@@ -10,11 +10,11 @@ Inputs are files, folders (searched recursively) and glob patterns of .blend .ob
 1 when any input failed (2 for bad arguments, 130 after Ctrl-C, 143 after SIGTERM). Finished
 inputs are skipped on a re-run (--force redoes them); every output is written under a temporary
 name, checked to be complete and renamed, so a killed run or a full disk never leaves a
-half-written file. Inputs Blender's own importers read (.obj .stl .blend) are first opened in a
-child process, so a file that crashes an importer fails alone instead of ending the run;
-.ply and .off are read with the project's own readers. `--shard I/N` takes every N-th input of the
-sorted list, starting at I, for Slurm array jobs, Kubernetes indexed Jobs or one process per
-GPU. Run with --help for all options.
+half-written file. Inputs Blender's importers read (.blend .obj .stl .glb .gltf .fbx) are
+first opened in a child process, so a file that crashes an importer fails alone instead of
+ending the run; .ply and .off are read with the project's own readers. `--shard I/N` takes
+every N-th input of the sorted list, starting at I, for Slurm array jobs, Kubernetes indexed
+Jobs or one process per GPU. Run with --help for all options.
 """
 from __future__ import annotations
 
@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give up on an input after the process died on it N times (default 3)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch")
     p.add_argument("--no-isolate", action="store_true",
-                   help="open .obj/.stl/.blend inputs in this process only, not first in a child process "
+                   help="open .blend/.obj/.stl/.glb/.gltf/.fbx inputs in this process only, not first in a "
+                        "child process "
                         "that survives an importer crash (each such input is read once instead of twice; "
                         "for trusted files)")
     p.add_argument("--probe-timeout", type=float, default=300.0, metavar="S",
@@ -251,6 +252,24 @@ def enable_io_addons() -> None:
 
 
 # ---------------------------------------------------------------------------- quiet native output
+class _signals_held:
+    """Defer the Interrupted exception of a SIGINT/SIGTERM that lands inside a few lines that
+    must not be cut (the signal is recorded; the exception comes at the end of the block)."""
+
+    def __init__(self, raise_at_end: bool = True):
+        self.raise_at_end = raise_at_end  # False: keep it deferred for a later block
+
+    def __enter__(self):
+        _STOP["held"] += 1
+
+    def __exit__(self, exc_type, *exc):
+        _STOP["held"] -= 1
+        if not _STOP["held"] and _STOP["deferred"] and exc_type is None and self.raise_at_end:
+            _STOP["deferred"] = False
+            raise Interrupted(_STOP["signal"])
+        return False
+
+
 class captured_output:
     """Send what importers/exporters/savers print (glTF INFO lines, 'Saved ".x.tmp-1.blend"')
     to a temporary file instead of the log, at the file-descriptor level so C code is caught
@@ -264,26 +283,28 @@ class captured_output:
         if self.enabled:
             sys.stdout.flush()
             sys.stderr.flush()
-            self._file = tempfile.TemporaryFile()
-            self._saved = [os.dup(1), os.dup(2)]
-            os.dup2(self._file.fileno(), 1)
-            os.dup2(self._file.fileno(), 2)
+            with _signals_held(raise_at_end=False):  # __exit__ restores the log, then raises
+                self._file = tempfile.TemporaryFile()
+                self._saved = [os.dup(1), os.dup(2)]
+                os.dup2(self._file.fileno(), 1)
+                os.dup2(self._file.fileno(), 2)
         return self
 
     def __exit__(self, *exc):
         if self.enabled:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            except Exception:
-                pass
-            os.dup2(self._saved[0], 1)
-            os.dup2(self._saved[1], 2)
-            for fd in self._saved:
-                os.close(fd)
-            self._file.seek(0)
-            self.text = self._file.read()[-20000:].decode("utf-8", "replace")
-            self._file.close()
+            with _signals_held():  # an interrupt here must not leave the log pointing at the file
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                except Exception:
+                    pass
+                os.dup2(self._saved[0], 1)
+                os.dup2(self._saved[1], 2)
+                for fd in self._saved:
+                    os.close(fd)
+                self._file.seek(0)
+                self.text = self._file.read()[-20000:].decode("utf-8", "replace")
+                self._file.close()
         return False
 
     def last_line(self) -> str:
@@ -293,7 +314,9 @@ class captured_output:
 
 # ---------------------------------------------------------------------------- reading inputs
 OWN_READERS = (".ply", ".off")  # read with model_runtime.meshio: Blender's PLY importer crashes on bad counts
-ISOLATED = (".obj", ".stl", ".blend")  # C++ importers: opened in a child process first
+# Read by Blender's importers: opened in a child process first (a crash there fails the input alone).
+ISOLATED = (".blend", ".obj", ".stl", ".glb", ".gltf", ".fbx")
+BUILT_IN_READERS = (".blend", ".obj", ".stl")  # no io add-on needed to open these
 
 
 def load_scene(bpy, path: Path, quiet: bool = True) -> None:
@@ -423,7 +446,7 @@ def run_probe_worker() -> int:
     io_enabled = False
     for line in sys.stdin:
         path = Path(json.loads(line))
-        if path.suffix.lower() not in ISOLATED and not io_enabled:  # .obj/.stl/.blend readers are built in
+        if path.suffix.lower() not in BUILT_IN_READERS and not io_enabled:
             enable_io_addons()
             io_enabled = True
         try:
@@ -711,14 +734,16 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
-_STOP: dict = {"signal": None}
+_STOP: dict = {"signal": None, "held": 0, "deferred": False}
 
 
 def _on_signal(signum, _frame):
-    first = _STOP["signal"] is None
-    if first:
+    if _STOP["signal"] is None:  # later signals only keep the flag: cleanup must not be cut short
         _STOP["signal"] = signum
-        raise Interrupted(signum)  # later signals only keep the flag: cleanup must not be cut short
+        if _STOP["held"]:
+            _STOP["deferred"] = True
+        else:
+            raise Interrupted(signum)
 
 
 def _check_stop() -> None:
