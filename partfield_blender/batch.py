@@ -442,6 +442,7 @@ class ProbeWorker:
 def run_probe_worker() -> int:
     """The worker's loop: open each path read from stdin the way the batch does, answer
     'OK' or the reason on a tagged line; exit without teardown at end of input."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the batch decides
     bpy = import_bpy()
     io_enabled = False
     for line in sys.stdin:

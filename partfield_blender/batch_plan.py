@@ -167,7 +167,8 @@ def _scan_folder(root: Path, extensions, exclude: list[Path], skipped: list | No
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
-        if is_output_folder(here, filenames):
+        in_output = is_output_folder(here, filenames) or any(_same_path(here, ex) for ex in exclude)
+        if in_output and here != root:  # a batch output folder inside the inputs: none of it is input
             if skipped is not None:
                 skipped.extend(str(here / f) for f in filenames if Path(f).suffix.lower() in extensions)
             dirnames[:] = []
@@ -182,7 +183,7 @@ def _scan_folder(root: Path, extensions, exclude: list[Path], skipped: list | No
                 continue
             path = here / name
             if path.suffix.lower() in extensions:
-                if _is_earlier_output(name, made_here):
+                if _is_earlier_output(name, made_here, in_output):
                     if skipped is not None:
                         skipped.append(str(path))
                     continue
@@ -192,14 +193,13 @@ def _scan_folder(root: Path, extensions, exclude: list[Path], skipped: list | No
 
 
 def _found_output(path: Path, exclude) -> bool:
-    """A file a pattern matched that is an earlier output (or lies in an output folder)."""
+    """A file a pattern matched that is an earlier output."""
     try:
         names = os.listdir(path.parent)
     except OSError:
         return False
-    if is_output_folder(path.parent, names) or any(_same_path(path.parent, ex) for ex in exclude):
-        return True
-    return _is_earlier_output(path.name, _output_stems(names))
+    in_output = is_output_folder(path.parent, names) or any(_same_path(path.parent, ex) for ex in exclude)
+    return _is_earlier_output(path.name, _output_stems(names), in_output)
 
 
 def mark_output_folder(folder) -> None:
@@ -244,9 +244,11 @@ def _output_stems(filenames) -> set[str]:
     return stems
 
 
-def _is_earlier_output(name: str, stems: set[str]) -> bool:
+def _is_earlier_output(name: str, stems: set[str], in_output_folder: bool = False) -> bool:
+    """NAME_kK.ext beside NAME.labels.json / NAME.done.json, or anywhere in a batch output
+    folder (an interrupted input's outputs have no done-marker yet)."""
     m = _K_SUFFIX.match(Path(name).stem)
-    return bool(m and m.group("stem") in stems)
+    return bool(m and (in_output_folder or m.group("stem") in stems))
 
 
 def _same_path(a: Path, b: Path) -> bool:

@@ -262,6 +262,15 @@ def test_folder_input_skips_earlier_outputs(meshes, tmp_path):
     assert proc.returncode == 0, _tail(proc)
     listed = sorted(line.split("\t")[0] for line in proc.stdout.splitlines())
     assert listed == ["cli/own_k2", "models/chair"], proc.stdout
+    # outputs written next to the inputs (--output is the input folder): a re-run still finds
+    # the inputs, not the outputs (an interrupted input's outputs have no done-marker yet)
+    shutil.copy(lib / "out1" / ".partfield-batch-output", lib / "models")
+    (lib / "models" / "chair_k8.blend").write_bytes(b"an earlier output")
+    (lib / "models" / "stool_k3.glb").write_bytes(b"an interrupted input's output")
+    for spec in (lib / "models", lib / "models" / "*"):
+        proc = subprocess.run([PY, str(BATCH), "--", str(spec), "-o", str(lib / "models"), "--list"],
+                              capture_output=True, text=True, timeout=60, env=_env())
+        assert [line.split("\t")[0] for line in proc.stdout.splitlines()] == ["chair"], (spec, proc.stdout)
 
 
 def test_installed_script_finds_its_addon_without_blender_user_resources(meshes, tmp_path):
