@@ -38,6 +38,8 @@ def register():
     for cls in _classes():
         bpy.utils.register_class(cls)
     properties.register_properties()
+    # Here, not in a class's own register(): that made Blender 4.2 segfault at exit.
+    weights_download_ui.register_properties()
     edit_operators.register_menus()
     for handlers, fn in _HANDLERS:
         if fn not in handlers:
@@ -50,6 +52,8 @@ def unregister():
             handlers.remove(fn)
     edit_operators.unregister_menus()
     properties.unregister_properties()
+    weights_download_ui.stop_job()
+    weights_download_ui.unregister_properties()
     for cls in reversed(_classes()):
         bpy.utils.unregister_class(cls)
     storage.forget_cache()
