@@ -932,7 +932,7 @@ def _run_one(bpy, rt: Runtime, settings: Settings, item, record: dict, t0: float
         raise InputProblem(
             f"the process died while working on this input in {attempts} earlier attempts "
             "(crash or kill); not tried again (--force or a higher --max-attempts retries it)")
-    plan.remove_stale_temps(list(expected.values()) + [marker])
+    plan.remove_stale_temps(list(expected.values()) + [marker, running])
     if marker.exists():
         marker.unlink()  # until the redo finishes, this input does not count as done
     plan.begin_attempt(running, {
@@ -950,7 +950,7 @@ def _run_one(bpy, rt: Runtime, settings: Settings, item, record: dict, t0: float
         })
     finally:  # only a hard death (segfault, SIGKILL) leaves the running-marker behind
         plan.end_attempt(running)
-        plan.remove_stale_temps(list(expected.values()) + [marker], pid=os.getpid())
+        plan.remove_stale_temps(list(expected.values()) + [marker, running], pid=os.getpid())
     record.update(objects=info["objects"], polygons=info["polygons"], parts=info["parts"],
                   outputs=[str(p) for p in info["outputs"].values()],
                   seconds={k: round(v, 3) for k, v in info["times"].items()})
