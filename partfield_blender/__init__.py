@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators, panel, preferences, preview, properties, storage, weights_download_ui
+from . import (edit_operators, operators, panel, preferences, preview, properties, rig_operators, storage,
+               weights_download_ui)
 
 
 def _classes():
     out = list(properties.classes) + list(preferences.classes) + list(operators.classes) + list(panel.classes)
     out += list(weights_download_ui.classes)
+    out += list(edit_operators.classes) + list(rig_operators.classes)
     return out
 
 
@@ -38,6 +40,9 @@ def register():
     for cls in _classes():
         bpy.utils.register_class(cls)
     properties.register_properties()
+    # Here, not in a class's own register(): that made Blender 4.2 segfault at exit.
+    weights_download_ui.register_properties()
+    edit_operators.register_menus()
     for handlers, fn in _HANDLERS:
         if fn not in handlers:
             handlers.append(fn)
@@ -47,7 +52,10 @@ def unregister():
     for handlers, fn in _HANDLERS:
         if fn in handlers:
             handlers.remove(fn)
+    edit_operators.unregister_menus()
     properties.unregister_properties()
+    weights_download_ui.stop_job()
+    weights_download_ui.unregister_properties()
     for cls in reversed(_classes()):
         bpy.utils.unregister_class(cls)
     storage.forget_cache()
