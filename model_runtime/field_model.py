@@ -150,8 +150,9 @@ class FieldModel:
         keep = torch.float16 if self.device.type == "cuda" else torch.float32
         return Triplanes(planes.to(keep).contiguous())
 
-    def decode(self, triplanes: Triplanes, queries, max_memory_mb: float | None = None) -> np.ndarray:
-        """Features (Q, F) float32 at normalised query points (Q, 3), decoded in memory-capped chunks."""
+    def decode(self, triplanes: Triplanes, queries, max_memory_mb: float | None = None, cancel=None) -> np.ndarray:
+        """Features (Q, F) float32 at normalised query points (Q, 3), decoded in memory-capped
+        chunks; `cancel() -> bool` is polled before each chunk (raises `Cancelled`)."""
         q = np.asarray(queries, dtype=np.float32)
         if q.ndim != 2 or q.shape[1] != 3:
             raise InputError(f"query points must have shape (Q, 3), got {q.shape}")
@@ -171,6 +172,8 @@ class FieldModel:
             with torch.inference_mode():
                 table = triplanes.table() if use_table else None
                 for start in range(0, len(q), chunk):
+                    if cancel is not None and cancel():
+                        raise Cancelled("decoding cancelled")
                     qt = torch.from_numpy(q[start:start + chunk]).to(self.device)
                     if use_table:
                         feats = decode_from_table(table, triplanes.resolution, qt)

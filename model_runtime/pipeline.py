@@ -118,9 +118,10 @@ def segment_mesh(mesh, model, options: SegmentOptions | None = None, progress=No
     rep.check()
     resolution = int(getattr(model.config, "plane_resolution", 128))
     stats = {}
+    decode_kwargs = {"cancel": cancel} if cancel is not None and _accepts_cancel(model.decode) else {}
     features = polygon_features(
         mesh,
-        lambda q: model.decode(triplanes, q, max_memory_mb=options.max_memory_mb),
+        lambda q: model.decode(triplanes, q, max_memory_mb=options.max_memory_mb, **decode_kwargs),
         vertices=v,
         method=options.feature_method,
         plane_resolution=resolution,

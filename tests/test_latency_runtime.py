@@ -123,3 +123,29 @@ def test_modules_the_ui_reads_import_no_torch_scipy_sklearn():
         "assert model_runtime.model_files.bundled_model_available()\n"
         "print([m for m in ('torch', 'scipy', 'sklearn') if m in sys.modules])\n")
     assert out.strip().endswith("[]")
+
+
+def test_decoding_polls_cancel_between_chunks():
+    import torch
+
+    from model_runtime.config import PartFieldConfig
+    from model_runtime.errors import Cancelled
+    from model_runtime.field_model import FieldModel
+    from model_runtime.network import PartFieldNet
+
+    torch.manual_seed(0)
+    cfg = PartFieldConfig.small()
+    model = FieldModel(PartFieldNet(cfg), torch.device("cpu"), torch.float32, "test")
+    planes = model.encode(np.random.default_rng(0).uniform(-0.9, 0.9, (cfg.num_points, 3)).astype(np.float32),
+                          np.tile(np.float32([0, 0, 1]), (cfg.num_points, 1)))
+    q = np.random.default_rng(1).uniform(-1, 1, (300_000, 3)).astype(np.float32)
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) >= 2
+
+    with pytest.raises(Cancelled):
+        model.decode(planes, q, cancel=cancel)
+    assert len(calls) == 2  # several chunks: stopped before the second
+    assert model.decode(planes, q[:10], cancel=lambda: False).shape == (10, cfg.feature_dim)
