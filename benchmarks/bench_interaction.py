@@ -374,7 +374,7 @@ def main():
     if args.child:
         out = CHILDREN[args.child](args)
         print("RESULT " + json.dumps(out), flush=True)
-        return
+        os._exit(0)  # skip bpy's exit clean-up (minutes with a 500k-face mesh and a worker thread)
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min), "
           f"{os.cpu_count()} CPUs, threads {args.threads}", flush=True)
     raw = {}
@@ -385,6 +385,8 @@ def main():
             o = _run_child("open", args, faces, blend)
             e = _run_child("esc-cold", args, faces, blend)
             raw[faces] = {"compute": c, "open": o, "esc_cold": e}
+            if args.json:  # after every size, so a later failure keeps what was measured
+                Path(args.json).write_text(json.dumps(raw, indent=1))
             print(table(faces, c, o, e), flush=True)
             print(f"load after: {os.getloadavg()[0]:.2f}\n", flush=True)
     if args.json:
