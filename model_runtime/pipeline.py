@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import __version__
+from .augmentation import augmented
 from .connectivity import DEFAULT_BRIDGE, DEFAULT_WELD_TOLERANCE, build_connectivity
 from .errors import Cancelled, InputError
 from .face_features import DEFAULT_MAX_MEMORY_MB, DEFAULT_RANDOM_SAMPLES, DEFAULT_SPACING, polygon_features
@@ -39,6 +40,8 @@ class SegmentOptions:
     # Cuts coarser than the tree's natural one may join parts that do not touch but whose
     # features match (a chair's legs, a creature's arms); that cut and finer ones are unchanged.
     group_alike: bool = True
+    # Test-time augmentation: the field averaged over this many rigid views (`augmentation`).
+    test_time_views: int = 1
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -86,6 +89,7 @@ def segment_mesh(mesh, model, options: SegmentOptions | None = None, progress=No
     options = options or SegmentOptions()
     if isinstance(options, dict):
         options = SegmentOptions(**options)
+    model = augmented(model, options.test_time_views)  # the model itself for 1 view
     rep = _Reporter(progress, cancel)
     timings = {}
     t = time.perf_counter()
