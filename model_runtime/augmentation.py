@@ -34,6 +34,10 @@ VIEWS = (
     -np.eye(3),  # point reflection
 )
 MAX_VIEWS = len(VIEWS)
+# Views that keep every axis on its line (a shape stays upright about two of them):
+# the identity and the mirror images across the three coordinate planes.
+MIRROR_VIEWS = (np.eye(3), np.diag([-1.0, 1.0, 1.0]), np.diag([1.0, -1.0, 1.0]), np.diag([1.0, 1.0, -1.0]))
+VIEW_SETS = {"axes": VIEWS, "mirror": MIRROR_VIEWS}
 
 
 def _signed_permutation(r: np.ndarray) -> bool:
@@ -41,12 +45,16 @@ def _signed_permutation(r: np.ndarray) -> bool:
     return bool(np.allclose(np.abs(r).sum(0), 1.0) and np.allclose(np.abs(r).max(0), 1.0))
 
 
-def views(n: int) -> list:
-    """The first `n` default views (1 = no augmentation)."""
+def views(n: int, view_set: str = "axes") -> list:
+    """The first `n` views of a set (1 = no augmentation): "axes" (`VIEWS`) or "mirror"
+    (`MIRROR_VIEWS`)."""
     n = int(n)
-    if not 1 <= n <= MAX_VIEWS:
-        raise InputError(f"test-time views must be 1..{MAX_VIEWS}, got {n}")
-    return [v.copy() for v in VIEWS[:n]]
+    if view_set not in VIEW_SETS:
+        raise InputError(f"unknown view set {view_set!r}; choose from {', '.join(VIEW_SETS)}")
+    chosen = VIEW_SETS[view_set]
+    if not 1 <= n <= len(chosen):
+        raise InputError(f"test-time views of the {view_set!r} set must be 1..{len(chosen)}, got {n}")
+    return [v.copy() for v in chosen[:n]]
 
 
 @dataclass
@@ -122,8 +130,9 @@ class AugmentedField:
         return (acc / len(encoded)).astype(np.float32)
 
 
-def augmented(model, n_views: int):
-    """`model` itself for 1 view, else an `AugmentedField` over the first `n_views` views."""
+def augmented(model, n_views: int, view_set: str = "axes"):
+    """`model` itself for 1 view, else an `AugmentedField` over the first `n_views` views of
+    `view_set`."""
     if int(n_views) <= 1:
         return model
-    return AugmentedField(model, views(n_views))
+    return AugmentedField(model, views(n_views, view_set))

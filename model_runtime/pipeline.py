@@ -42,6 +42,7 @@ class SegmentOptions:
     group_alike: bool = True
     # Test-time augmentation: the field averaged over this many rigid views (`augmentation`).
     test_time_views: int = 1
+    test_time_view_set: str = "axes"  # or "mirror" (`augmentation.VIEW_SETS`)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -89,7 +90,7 @@ def segment_mesh(mesh, model, options: SegmentOptions | None = None, progress=No
     options = options or SegmentOptions()
     if isinstance(options, dict):
         options = SegmentOptions(**options)
-    model = augmented(model, options.test_time_views)  # the model itself for 1 view
+    model = augmented(model, options.test_time_views, options.test_time_view_set)  # the model itself for 1 view
     rep = _Reporter(progress, cancel)
     timings = {}
     t = time.perf_counter()

@@ -42,6 +42,9 @@ def add_parser(subparsers, help_line: str) -> None:
                         "its natural cut; the runtime's behaviour before 2026-11-29)")
     p.add_argument("--tta", type=int, default=3,
                    help="model_tta: the model's field averaged over this many rigid views (test-time augmentation)")
+    p.add_argument("--tta-set", default="axes", choices=["axes", "mirror"],
+                   help="model_tta: axes = identity then cyclic axis permutations; mirror = identity then "
+                        "mirror images across the coordinate planes")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--limit", type=int, help="evaluate only the first N shapes of each dataset")
@@ -77,8 +80,9 @@ def _methods(args, log):
                                                group_alike=not args.touching_only))
     if "model_tta" in wanted:
         methods.append(ev.model_method("model_tta", model, args.points or cfg.num_points, args.face_samples,
-                                       args.face_method, group_alike=not args.touching_only, views=args.tta))
-        info["model_tta"] = {"test_time_views": args.tta}
+                                       args.face_method, group_alike=not args.touching_only, views=args.tta,
+                                       view_set=args.tta_set))
+        info["model_tta"] = {"test_time_views": args.tta, "view_set": args.tta_set}
     if "untrained" in wanted:
         torch.manual_seed(0)
         net = PartFieldNet(cfg)
@@ -135,7 +139,7 @@ def run(args) -> int:
 def _argv(args) -> list:
     out = []
     for key in ("checkpoint", "dataset", "categories", "per_category", "methods", "points", "face_method", "tta",
-                "limit"):
+                "tta_set", "limit"):
         v = getattr(args, key, None)
         if v is not None:
             out.append(f"--{key.replace('_', '-')} {v}")

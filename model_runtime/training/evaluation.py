@@ -250,7 +250,7 @@ class Method:
 
 def model_method(name: str, model, n_points: int, face_samples: int = 4, face_method: str = "quadrature",
                  clustering: str = DEFAULT_CLUSTERING, shared: dict | None = None,
-                 group_alike: bool = True, views: int = 1) -> Method:
+                 group_alike: bool = True, views: int = 1, view_set: str = "axes") -> Method:
     """The network's per-face features in the runtime's clustering space (`part_embedding`:
     "fused" by default, or "features" alone as in the paper), with the runtime's look-alike
     merges above the tree's natural cut unless `group_alike` is False. `views` > 1: the field
@@ -258,7 +258,7 @@ def model_method(name: str, model, n_points: int, face_samples: int = 4, face_me
     Methods given the same `shared` dict run the network once per shape: it keeps the last
     shape's features."""
     shared = {} if shared is None else shared
-    model = augmented(model, views)
+    model = augmented(model, views, view_set)
 
     def features(s, conn):
         if shared.get("shape") is not s:
