@@ -3,14 +3,15 @@
 The encoder is not rotation invariant, so the same shape seen in another orientation gives a
 slightly different field. `AugmentedField` wraps a field model (the duck type `segment_mesh`
 uses): `encode` encodes the input points once per view (points and normals mapped by the
-view's orthogonal matrix, then renormalised to the network's frame), and `decode` reads
-every view's field at the same surface points mapped the same way and averages the features.
-With the identity as the only view it is the wrapped model, bit for bit.
+view's orthogonal matrix; a general rotation is then renormalised to the network's frame),
+and `decode` reads every view's field at the query points mapped the same way and averages
+the features. With the identity as the only view it is the wrapped model, bit for bit.
 
-The default views are signed axis permutations: they map the normalised bounding box onto
-itself, so no renormalisation (and no change of the texel spacing the per-face quadrature
-assumes) happens. `VIEWS[:n]` are the first n: the identity, the two cyclic axis
-permutations (every axis takes the up role once), then their mirror images.
+Two view sets, both signed axis permutations (they map the normalised bounding box onto
+itself, so nothing is renormalised and the per-face quadrature's texel spacing holds):
+"mirror" (4 views: the identity and the mirror images across the three coordinate planes;
+the runtime's set when `SegmentOptions.test_time_views` > 1, off by default) and "axes"
+(the identity, the two cyclic axis permutations, then their mirror images; it lost on COSEG).
 """
 from __future__ import annotations
 

@@ -66,6 +66,10 @@ def test_average_of_views(model):
     mean = np.mean([s.decode(s.encode(p, n), q) for s in singles], axis=0)
     np.testing.assert_allclose(three.decode(three.encode(p, n), q), mean, rtol=1e-5, atol=1e-6)
     assert not np.allclose(mean, model.decode(model.encode(p, n), q), atol=1e-3)  # the views differ
+    mirror = views(4, "mirror")
+    assert all(np.allclose(np.abs(r), np.eye(3)) for r in mirror) and np.linalg.det(mirror[1]) < 0
+    with pytest.raises(InputError):
+        views(2, "sideways")
     with pytest.raises(InputError):
         views(0)
     with pytest.raises(InputError):

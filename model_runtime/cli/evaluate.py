@@ -40,9 +40,10 @@ def add_parser(subparsers, help_line: str) -> None:
     p.add_argument("--touching-only", action="store_true",
                    help="model methods: build the tree on touching parts only (no look-alike merges above "
                         "its natural cut; the runtime's behaviour before 2026-11-29)")
-    p.add_argument("--tta", type=int, default=3,
-                   help="model_tta: the model's field averaged over this many rigid views (test-time augmentation)")
-    p.add_argument("--tta-set", default="axes", choices=["axes", "mirror"],
+    p.add_argument("--tta", type=int, default=4,
+                   help="model_tta: the model's field averaged over this many rigid views (test-time augmentation; "
+                        "the runtime's default is 4 mirror views); the model method itself uses 1")
+    p.add_argument("--tta-set", default="mirror", choices=["axes", "mirror"],
                    help="model_tta: axes = identity then cyclic axis permutations; mirror = identity then "
                         "mirror images across the coordinate planes")
     p.add_argument("--device", default="cpu")
