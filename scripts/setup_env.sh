@@ -8,3 +8,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -r requirements.txt
+# This checkout as an editable package: the `partfield` command (.venv/bin/partfield) works from any folder.
+.venv/bin/python -m pip install -q -e . --no-deps --no-build-isolation
