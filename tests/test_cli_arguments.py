@@ -126,6 +126,8 @@ def test_refusals_before_anything_is_loaded(tmp_path, checkpoint):
     refused(run_cli("segment", mesh, "--out", out, "--checkpoint", tmp_path / "w.safetensors"),
             "--checkpoint", out)
     refused(run_cli("segment", mesh, "--out", out, *common, "--device", "gpu"), "--device gpu: unknown device", out)
+    refused(run_cli("segment", mesh, "--out", out, *common, "--precision", "fp16"),
+            "--device cpu --precision fp16: fp16 is not supported on the CPU", out)
     # a bad mesh among good ones: refused while reading, before the model is loaded
     bad = tmp_path / "bad.off"
     bad.write_text("OFF\n3 1 0\n0 0 0\n1 0 0\nx y z\n3 0 1 2\n")

@@ -234,6 +234,8 @@ def check_device(device: str, precision: str) -> None:
     name = (device or "auto").lower()
     if not _DEVICE.fullmatch(name):
         raise InputError(f"--device {device}: unknown device; use auto, cpu, cuda, cuda:N or mps")
+    if name in ("auto", "cpu") and (precision or "auto").lower() in ("auto", "fp32"):
+        return  # always available: no need to import torch yet
     from ..device import resolve_device, resolve_precision
 
     try:
