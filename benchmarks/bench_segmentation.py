@@ -10,7 +10,7 @@ and texel-aware vs the original 1000-random-point per-face features.
 case. Meshes are closed tori of the requested face count with a lumpy profile; features are
 a smooth random triplane field decoded at face centres (the tree's cost does not depend
 on where features come from). `features` uses the released network with the shared
-stand-in weights (reference_weights.py) on COSEG meshes: one encode of 100k points, then
+stand-in weights (tests/reference_model.py) on COSEG meshes: one encode of 100k points, then
 both feature methods from the same triplanes. `fused` times the default clustering space
 (`part_embedding`, "fused") against features alone, embedding and tree, on the same tori.
 """
