@@ -1,8 +1,11 @@
-"""Read OBJ / PLY / OFF / GLB files into `MeshArrays`; write a part-coloured PLY.
+"""Read OBJ / PLY / OFF / STL / glTF (.glb, .gltf) files into `MeshArrays`; write a
+part-coloured PLY.
 
 Small readers of our own (no extra dependency): OBJ with n-gons and negative indices,
-PLY ascii and binary (little/big endian), OFF (with optional colours), and binary glTF
-(.glb) triangle meshes with node transforms.
+PLY ascii and binary (little/big endian), OFF (with optional colours), STL ascii and binary
+(coincident corners shared), and glTF triangle meshes with node transforms (.glb, or .gltf
+with embedded or side-by-side buffers). `.blend` and `.fbx` need Blender: `BLENDER_FORMATS`
+names them so callers can point to the batch script.
 """
 from __future__ import annotations
 
@@ -16,14 +19,37 @@ from .errors import InputError
 from .mesh import MeshArrays
 
 READERS = {}
+# Mesh formats only Blender reads (the batch script: partfield_blender/batch.py).
+BLENDER_FORMATS = (".blend", ".fbx")
+BATCH_HINT = "use the Blender batch script: python partfield_blender/batch.py -- FILE --output DIR"
+
+
+def supported_suffixes() -> tuple:
+    """The suffixes `read_mesh` reads, sorted."""
+    return tuple(sorted(READERS))
+
+
+def format_problem(path) -> str | None:
+    """Why `path` cannot be read by its suffix (a one-line message), or None when it can."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in READERS:
+        return None
+    if suffix in BLENDER_FORMATS:
+        return f"{path.name}: {suffix[1:].upper()} files need Blender; {BATCH_HINT}"
+    names = ", ".join(s[1:].upper() for s in supported_suffixes())
+    return f"{path.name}: unsupported mesh format '{suffix}' (use {names})"
 
 
 def read_mesh(path) -> MeshArrays:
-    """Read a mesh file by its suffix (.obj, .ply, .off, .glb)."""
+    """Read a mesh file by its suffix (see `supported_suffixes()`)."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in READERS:
-        raise InputError(f"{path.name}: unsupported mesh format '{suffix}' (use OBJ, PLY, OFF or GLB)")
+    problem = format_problem(path)
+    if problem:
+        raise InputError(problem)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a mesh file")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
@@ -201,13 +227,12 @@ _GLTF_COMPONENTS = {5120: "i1", 5121: "u1", 5122: "i2", 5123: "u2", 5125: "u4", 
 _GLTF_WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}
 
 
-def _accessor(doc, binary, index):
+def _accessor(doc, buffers, index):
     acc = doc["accessors"][index]
     if "sparse" in acc:
         raise InputError("sparse glTF accessors are not supported")
     view = doc["bufferViews"][acc["bufferView"]]
-    if view.get("buffer", 0) != 0:
-        raise InputError("GLB files with external buffers are not supported")
+    binary = buffers[view.get("buffer", 0)]
     comp = np.dtype("<" + _GLTF_COMPONENTS[acc["componentType"]])
     width = _GLTF_WIDTH[acc["type"]]
     count = acc["count"]
@@ -256,8 +281,38 @@ def read_glb(path) -> MeshArrays:
         offset += 8 + length
     if doc is None:
         raise InputError(f"{Path(path).name}: GLB file has no JSON chunk")
+    buffers = [binary] + [None] * max(0, len(doc.get("buffers", [])) - 1)
+    for i, buf in enumerate(doc.get("buffers", [])):
+        if "uri" in buf:
+            buffers[i] = _gltf_buffer(path, buf["uri"])
+    return _gltf_mesh(doc, buffers, path)
+
+
+@_reader(".gltf")
+def read_gltf(path) -> MeshArrays:
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    buffers = [_gltf_buffer(path, buf.get("uri")) for buf in doc.get("buffers", [])]
+    return _gltf_mesh(doc, buffers, path)
+
+
+def _gltf_buffer(path, uri) -> bytes:
+    """A .gltf buffer: a base64 data URI or a file next to the .gltf."""
+    import base64
+    import urllib.parse
+
+    if not uri:
+        raise InputError(f"{Path(path).name}: glTF buffer without data (a .gltf needs a uri per buffer)")
+    if uri.startswith("data:"):
+        return base64.b64decode(uri.split(",", 1)[1])
+    target = Path(path).parent / urllib.parse.unquote(uri)
+    if not target.is_file():
+        raise InputError(f"{Path(path).name}: glTF buffer file {target.name} not found next to it")
+    return target.read_bytes()
+
+
+def _gltf_mesh(doc, buffers, path) -> MeshArrays:
     if "KHR_draco_mesh_compression" in doc.get("extensionsUsed", []):
-        raise InputError(f"{Path(path).name}: Draco-compressed GLB is not supported; export without compression")
+        raise InputError(f"{Path(path).name}: Draco-compressed glTF is not supported; export without compression")
     # (mesh index, world matrix) for every mesh instance in the default scene
     instances = []
     nodes = doc.get("nodes", [])
@@ -279,9 +334,9 @@ def read_glb(path) -> MeshArrays:
             mode = prim.get("mode", 4)
             if mode != 4:
                 continue  # points, lines, strips: not surfaces we segment
-            pos = _accessor(doc, binary, prim["attributes"]["POSITION"]).astype(np.float64)
+            pos = _accessor(doc, buffers, prim["attributes"]["POSITION"]).astype(np.float64)
             if "indices" in prim:
-                idx = _accessor(doc, binary, prim["indices"]).reshape(-1).astype(np.int64)
+                idx = _accessor(doc, buffers, prim["indices"]).reshape(-1).astype(np.int64)
             else:
                 idx = np.arange(len(pos), dtype=np.int64)
             if idx.size % 3:
@@ -291,8 +346,31 @@ def read_glb(path) -> MeshArrays:
             faces.append(idx.reshape(-1, 3) + base)
             base += len(pos)
     if not verts:
-        raise InputError(f"{Path(path).name}: GLB file has no triangle meshes")
+        raise InputError(f"{Path(path).name}: glTF file has no triangle meshes")
     return MeshArrays.from_triangles(np.concatenate(verts), np.concatenate(faces))
+
+
+# ------------------------------------------------------------------------------------ STL
+@_reader(".stl")
+def read_stl(path) -> MeshArrays:
+    """ASCII or binary STL; corners with equal coordinates become one vertex."""
+    data = Path(path).read_bytes()
+    count = struct.unpack_from("<I", data, 80)[0] if len(data) >= 84 else -1
+    if count >= 0 and len(data) == 84 + 50 * count:  # binary: the size is exact
+        rec = np.dtype([("n", "<f4", 3), ("v", "<f4", (3, 3)), ("attr", "<u2")])
+        corners = np.frombuffer(data, rec, count, 84)["v"].reshape(-1, 3).astype(np.float64)
+    elif data.lstrip()[:5].lower() == b"solid":
+        words = np.array(data.decode("ascii", errors="replace").split())
+        at = np.flatnonzero(np.char.lower(words) == "vertex")
+        if at.size % 3 or (at.size and at[-1] + 3 >= words.size):
+            raise ValueError(f"{at.size} 'vertex' lines (a multiple of 3 expected)")
+        corners = words[at[:, None] + np.arange(1, 4)].astype(np.float64)
+    else:
+        raise InputError(f"{Path(path).name}: not an STL file (neither 'solid ...' text nor a binary STL)")
+    if corners.size == 0:
+        raise InputError(f"{Path(path).name}: STL file has no triangles")
+    vertices, index = np.unique(corners, axis=0, return_inverse=True)
+    return MeshArrays.from_triangles(vertices, index.reshape(-1, 3))
 
 
 # ------------------------------------------------------------------------------------ writing

@@ -16,7 +16,7 @@ from model_runtime.errors import CheckpointError, DeviceOutOfMemoryError, InputE
 from model_runtime.field_model import FieldModel
 from model_runtime.network import PartFieldNet
 from tests.conftest import REPO_ROOT
-from tests.reference_model import REFERENCE_DIR, reference_state_dict
+from tests.reference_model import LIGHTNING_SAMPLE, reference_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_lightning_sample_loads_without_yacs_and_names_missing_keys(reference_di
             raise SystemExit("yacs importable")
         from model_runtime.checkpoint import load_weights, build_network
         from model_runtime.errors import CheckpointError
-        w = load_weights({str(REFERENCE_DIR / 'lightning_format_sample.ckpt')!r})
+        w = load_weights({str(LIGHTNING_SAMPLE)!r})
         assert w.kind == "lightning", w.kind
         assert w.metadata["training_config"]["triplane_resolution"] == 128
         try:
@@ -68,9 +68,8 @@ def test_full_size_lightning_file_loads(tmp_path, reference_dir):
     path = tmp_path / "model_objaverse_standin.ckpt"
     result = run_python(f"""
         import sys, types, collections, torch
-        sys.path.insert(0, {str(REFERENCE_DIR)!r})
-        import json
-        from reference_weights import reference_state_dict
+        sys.path.insert(0, {str(REPO_ROOT)!r})
+        from tests.reference_model import reference_state_dict
         # A throw-away module named like yacs so the pickle refers to yacs.config.CfgNode.
         yacs = types.ModuleType("yacs"); config = types.ModuleType("yacs.config")
         class CfgNode(dict):
@@ -79,8 +78,7 @@ def test_full_size_lightning_file_loads(tmp_path, reference_dir):
         CfgNode.__module__ = "yacs.config"
         config.CfgNode = CfgNode; yacs.config = config
         sys.modules["yacs"] = yacs; sys.modules["yacs.config"] = config
-        manifest = json.load(open({str(REFERENCE_DIR / 'state_dict_manifest.json')!r}))["state_dict"]
-        sd = collections.OrderedDict(reference_state_dict(manifest))
+        sd = collections.OrderedDict(reference_state_dict())
         cfg = CfgNode(triplane_resolution=128, pvcnn=CfgNode(z_triplane_channels=256))
         first = next(iter(sd))
         torch.save({{

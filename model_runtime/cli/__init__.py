@@ -2,6 +2,7 @@
 `add_parser(subparsers)` which registers itself and sets `func(args) -> int`."""
 import argparse
 import importlib
+import os
 import sys
 
 # (module name under model_runtime.cli, help line). Add a line per new subcommand.
@@ -16,7 +17,8 @@ SUBCOMMANDS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m model_runtime", description=__doc__)
+    prog = "partfield" if os.path.basename(sys.argv[0]) == "partfield" else "python -m model_runtime"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_line in SUBCOMMANDS:
         try:
