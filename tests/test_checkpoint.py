@@ -115,9 +115,9 @@ def test_plain_state_dict_and_safetensors_roundtrip(tmp_path, small_state):
     pt = tmp_path / "plain.pt"
     torch.save(state, pt)
     w = load_weights(pt)
-    assert w.kind == "state_dict" and w.config == PartFieldConfig.from_dict({**cfg.to_dict(), "name": "partfield-custom",
-                                                                              "num_points": 100_000,
-                                                                              "transformer_heads": w.config.transformer_heads})
+    # A plain state_dict carries no config: the known family member with these shapes is found,
+    # with the head count that shapes do not show.
+    assert w.kind == "state_dict" and w.config == cfg
     build_network(w)
     from safetensors.torch import save_file
 
