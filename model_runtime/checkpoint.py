@@ -655,9 +655,12 @@ def save_compact(path, state_dict: dict, config: PartFieldConfig, metadata: dict
     try:
         save_file(tensors, str(tmp), metadata=meta)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        raise
+        if isinstance(exc, (OSError, KeyboardInterrupt, SystemExit, MemoryError)):
+            raise
+        # safetensors reports a full disk or a missing folder as its own error type
+        raise OSError(f"cannot write {path}: {' '.join(str(exc).split())}") from None
     return path
 
 
