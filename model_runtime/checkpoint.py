@@ -50,9 +50,9 @@ class LoadedWeights:
 # Limits: what a checkpoint may ask of this process before it is refused
 # ---------------------------------------------------------------------------
 
-# The pickle (data.pkl) of the released checkpoint is well under 1 MB (tensor references,
+# The pickle (data.pkl) of the released checkpoint is about 0.1 MB (tensor references,
 # optimizer bookkeeping, the training config); a safetensors header is a few tens of KB.
-MAX_PICKLE_BYTES = 16 << 20
+MAX_PICKLE_BYTES = 8 << 20
 MAX_HEADER_BYTES = 16 << 20
 # Parameters a config may describe (the released network has 107 M).
 MAX_PARAMETERS = 1_000_000_000

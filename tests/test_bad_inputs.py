@@ -209,7 +209,7 @@ def ckpt_integer_weights(d):
 def ckpt_huge_object_table(d):
     key = "pvcnn.unet_encoder.conv_final.bias"
     p = d / "bigpkl.ckpt"
-    torch.save({"state_dict": {key: torch.zeros(_released_shape(key))}, "junk": "x" * (17 << 20)}, p)
+    torch.save({"state_dict": {key: torch.zeros(_released_shape(key))}, "junk": "x" * (9 << 20)}, p)
     return p
 
 
@@ -334,7 +334,7 @@ CASES = [
     Case("st-offsets-past-end", "checkpoint", st_offsets_past_end, r"truncated or its offsets are inconsistent"),
     Case("ckpt-pickle-payload", "checkpoint", ckpt_pickle_payload, r"no weights found"),
     Case("ckpt-integer-weights", "checkpoint", ckpt_integer_weights, r"not floating point"),
-    Case("ckpt-object-table-17MB", "checkpoint", ckpt_huge_object_table, r"object table \(data\.pkl\) claims"),
+    Case("ckpt-object-table-9MB", "checkpoint", ckpt_huge_object_table, r"object table \(data\.pkl\) claims"),
     Case("ckpt-zip-garbage", "checkpoint", ckpt_not_a_zip_entry, r"truncated or corrupt checkpoint"),
     # training checkpoints (train --resume)
     Case("train-pickle-payload", "training", training_payload, r"cannot read the training checkpoint \(UnpicklingError"),
