@@ -6,6 +6,7 @@ PLY ascii and binary (little/big endian), OFF (with optional colours), and binar
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import struct
@@ -31,27 +32,35 @@ def read_mesh(path) -> MeshArrays:
         raise MeshFileError(f"{path.name}: unsupported mesh format '{suffix}' (use OBJ, PLY, OFF or GLB)")
     if not path.is_file():
         raise MeshFileError(f"{path}: no such file")
-    kind = suffix[1:].upper()
-    try:
-        return READERS[suffix](path)
-    except MeshFileError:
-        raise
-    except InputError as exc:
-        raise MeshFileError(str(exc) if path.name in str(exc) else f"{path.name}: {exc}") from None
-    except MemoryError:
-        raise MeshFileError(f"{path.name}: not enough memory to read this {kind} file") from None
-    except OSError as exc:
-        raise MeshFileError(f"{path.name}: cannot read the file ({exc.strerror or exc})") from None
-    except Exception as exc:  # IndexError, KeyError, TypeError, RecursionError, struct.error ...
-        raise MeshFileError(
-            f"{path.name}: cannot parse {kind} file ({type(exc).__name__}: {str(exc)[:200]})"
-        ) from None
+    return READERS[suffix](path)
 
 
 def _reader(suffix):
+    """Register a reader; the registered (and exported) function reports any failure on the
+    file's bytes as `MeshFileError` naming the file, also when called directly (batch does)."""
+    kind = suffix[1:].upper()
+
     def wrap(fn):
-        READERS[suffix] = fn
-        return fn
+        @functools.wraps(fn)
+        def read(path):
+            path = Path(path)
+            try:
+                return fn(path)
+            except MeshFileError:
+                raise
+            except InputError as exc:
+                raise MeshFileError(str(exc) if path.name in str(exc) else f"{path.name}: {exc}") from None
+            except MemoryError:
+                raise MeshFileError(f"{path.name}: not enough memory to read this {kind} file") from None
+            except OSError as exc:
+                raise MeshFileError(f"{path.name}: cannot read the file ({exc.strerror or exc})") from None
+            except Exception as exc:  # IndexError, KeyError, TypeError, RecursionError, struct.error ...
+                raise MeshFileError(
+                    f"{path.name}: cannot parse {kind} file ({type(exc).__name__}: {str(exc)[:200]})"
+                ) from None
+
+        READERS[suffix] = read
+        return read
     return wrap
 
 

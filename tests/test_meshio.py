@@ -171,3 +171,13 @@ def test_every_reader_failure_is_a_mesh_file_error_naming_the_file(tmp_path):
                   b"property float z\nend_header\n0 0 0\n")  # StopIteration before
     with pytest.raises(MeshFileError, match=r"^t\.ply: truncated ASCII PLY"):
         read_mesh(p)
+    # the exported readers translate too (batch calls read_off directly)
+    from model_runtime.meshio import read_off
+
+    off = tmp_path / "short.off"
+    off.write_text("OFF\n3 1 0\n0 0 0\n1 0 0\n")
+    with pytest.raises(MeshFileError, match=r"^short\.off: OFF file is truncated"):
+        read_off(off)
+    off.write_text("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 x\n")
+    with pytest.raises(MeshFileError, match=r"^short\.off: cannot parse OFF file \(ValueError"):
+        read_off(off)
