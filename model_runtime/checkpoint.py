@@ -58,6 +58,7 @@ MAX_HEADER_BYTES = 16 << 20
 MAX_PARAMETERS = 1_000_000_000
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _READ_CHUNK = 4 << 20
+_MAX_OPAQUE_GLOBALS = 256
 
 
 # ---------------------------------------------------------------------------
@@ -154,8 +155,16 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if module == "torch" and name in ("float32", "float16", "bfloat16", "float64", "int64"):
             return getattr(torch, name)
         # Anything else (Lightning callbacks, lr schedulers, arbitrary callables) is
-        # replaced by an inert placeholder: it is never called with its real code.
-        return _opaque_global(module, name)
+        # replaced by an inert placeholder: it is never called with its real code. One class
+        # per name, and few names: a checkpoint names a handful, a hostile pickle could name
+        # millions (a class each).
+        opaque = self.__dict__.setdefault("_opaque", {})
+        key = (str(module)[:200], str(name)[:200])
+        if key not in opaque:
+            if len(opaque) >= _MAX_OPAQUE_GLOBALS:
+                raise pickle.UnpicklingError(f"more than {_MAX_OPAQUE_GLOBALS} unknown globals")
+            opaque[key] = _opaque_global(*key)
+        return opaque[key]
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) >= 3 and pid[0] == "storage"):
@@ -190,6 +199,14 @@ class _TorchZip:
     def __init__(self, path: Path):
         self.path = path
         self.zf = zipfile.ZipFile(path)
+        try:
+            self._open()
+        except BaseException:
+            self.zf.close()
+            raise
+
+    def _open(self):
+        path = self.path
         self.infos = {i.filename: i for i in self.zf.infolist()}
         pkl = sorted((n for n in self.infos if n.endswith("/data.pkl") or n == "data.pkl"), key=len)
         if not pkl:
@@ -232,7 +249,7 @@ class _TorchZip:
                     f"{name}: tensor {key!r} has a strided layout (size {ref.size}, stride {ref.stride}) "
                     "that a saved network does not use; refused"
                 )
-            end = ref.offset + numel
+            end = ref.offset + numel if numel else 0
             if numel and ref.offset > numel + 1024:
                 raise CheckpointError(f"{name}: tensor {key!r} starts {ref.offset:,} elements into its storage; refused")
             prev = need.get(ref.storage.key)

@@ -213,6 +213,26 @@ def ckpt_huge_object_table(d):
     return p
 
 
+def ckpt_many_unknown_globals(d):
+    """A pickle naming 100k distinct unknown globals (a placeholder class each, before)."""
+    import io
+
+    key = "pvcnn.unet_encoder.conv_final.bias"
+    plain = d / "plain.tmp"
+    torch.save({key: torch.zeros(_released_shape(key))}, plain)
+    body = io.BytesIO()
+    body.write(b"\x80\x02(")  # PROTO 2, MARK
+    for i in range(100_000):
+        body.write(f"cevil\nname{i}\n".encode())  # GLOBAL
+    body.write(b"l.")  # LIST, STOP
+    p = d / "globals.ckpt"
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(p, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, body.getvalue() if info.filename.endswith("data.pkl") else src.read(info))
+    plain.unlink()
+    return p
+
+
 def ckpt_not_a_zip_entry(d):
     p = d / "zipjunk.ckpt"
     p.write_bytes(b"PK\x03\x04" + os.urandom(600))
@@ -335,6 +355,8 @@ CASES = [
     Case("ckpt-pickle-payload", "checkpoint", ckpt_pickle_payload, r"no weights found"),
     Case("ckpt-integer-weights", "checkpoint", ckpt_integer_weights, r"not floating point"),
     Case("ckpt-object-table-9MB", "checkpoint", ckpt_huge_object_table, r"object table \(data\.pkl\) claims"),
+    Case("ckpt-many-unknown-globals", "checkpoint", ckpt_many_unknown_globals, r"more than 256 unknown globals",
+         peak_mb=150, seconds=60),
     Case("ckpt-zip-garbage", "checkpoint", ckpt_not_a_zip_entry, r"truncated or corrupt checkpoint"),
     # training checkpoints (train --resume)
     Case("train-pickle-payload", "training", training_payload, r"cannot read the training checkpoint \(UnpicklingError"),
