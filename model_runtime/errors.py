@@ -23,3 +23,8 @@ class DeviceOutOfMemoryError(PartFieldError):
 
 class Cancelled(PartFieldError):
     """The caller asked the running job to stop."""
+
+
+class StoredResultError(InputError):
+    """A saved segmentation result (npz file or the copy kept in a .blend) is unreadable,
+    claims more than it holds, or does not fit the mesh it is stored with."""

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators, panel, preferences, properties, storage, weights_download_ui
+from . import edit_operators, operators, panel, preferences, properties, storage, weights_download_ui
 
 
 def _classes():
     out = list(properties.classes) + list(preferences.classes) + list(operators.classes) + list(panel.classes)
     out += list(weights_download_ui.classes)
+    out += list(edit_operators.classes)
     return out
 
 
@@ -37,6 +38,7 @@ def register():
     for cls in _classes():
         bpy.utils.register_class(cls)
     properties.register_properties()
+    edit_operators.register_menus()
     for handlers, fn in _HANDLERS:
         if fn not in handlers:
             handlers.append(fn)
@@ -46,6 +48,7 @@ def unregister():
     for handlers, fn in _HANDLERS:
         if fn in handlers:
             handlers.remove(fn)
+    edit_operators.unregister_menus()
     properties.unregister_properties()
     for cls in reversed(_classes()):
         bpy.utils.unregister_class(cls)

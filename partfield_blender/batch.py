@@ -359,7 +359,15 @@ class Runtime:
 
     def compute(self, bpy, obj, k_first: int):
         """Segment one object through the add-on's compute (the same as the sidebar); the
-        result is stored on the object, so the saved .blend can be re-cut in the GUI."""
+        result is stored on the object, so the saved .blend can be re-cut in the GUI. An object
+        whose up-to-date stored result carries part edits keeps it: the edited parts are written."""
+        try:
+            kept = self.storage.load(obj)
+        except Exception:  # an unreadable stored result is simply computed again
+            kept = None
+        if kept is not None and kept.edits and not self.storage.is_stale(obj):
+            print(f"{obj.name}: kept its stored result with {len(kept.edits)} part edit(s)", flush=True)
+            return kept
         self.model()
         self.jobs.compute_object(bpy.context, obj, self.spec, use_modifiers=self.settings.args.use_modifiers,
                                  parts=k_first, show_preview=False)
