@@ -28,8 +28,9 @@ import torch
 
 from model_runtime.checkpoint import COMPACT_FORMAT, build_network, expected_manifest, load_weights, save_compact
 from model_runtime.config import PartFieldConfig
-from model_runtime.errors import CheckpointError, MeshFileError, PartFieldError
+from model_runtime.errors import CheckpointError, MeshFileError, PartFieldError, StoredResultError
 from model_runtime.meshio import read_mesh
+from model_runtime.result import SegmentationResult
 from tests.bounded import run_bounded
 from tests.conftest import REPO_ROOT
 
@@ -72,7 +73,8 @@ READERS = {
                        "read_training_checkpoint(PATH)", CheckpointError),
     "mesh": Reader(read_mesh, "from model_runtime.meshio import read_mesh", "read_mesh(PATH)", MeshFileError),
     "download": Reader(_download, "", "", wd.DownloadError),
-    # "result": stored results (model_runtime.result) join here with their own rows.
+    "result": Reader(lambda p: SegmentationResult.load(p), "from model_runtime.result import SegmentationResult",
+                     "SegmentationResult.load(PATH)", StoredResultError),
 }
 
 
@@ -327,6 +329,40 @@ def mesh_is_a_folder(d):
     return p
 
 
+def _result():
+    import numpy as np
+
+    from model_runtime.connectivity import build_connectivity
+    from model_runtime.mesh import MeshArrays
+    from model_runtime.normalization import Normalization
+    from model_runtime.part_tree import PartTree
+    from test_connectivity import grid
+
+    v, q = grid(8, 6)
+    mesh = MeshArrays.from_triangles(v, q)
+    c = mesh.polygon_centers()
+    feats = np.c_[np.sin(c[:, 0]), np.cos(c[:, 1]), c[:, 0] * c[:, 1] / 50].astype(np.float32)
+    return SegmentationResult(feats, PartTree.build(feats, build_connectivity(mesh)), Normalization.from_mesh(mesh), {})
+
+
+def result_npz_bomb(d):
+    """A stored result whose features entry unpacks to 200 MB (well under 1 MB on disk)."""
+    import numpy as np
+    from result_crafts import arrays_of, npy_header, with_entry
+
+    res = _result()
+    p, f = res.num_polygons, (200 << 20) // (4 * res.num_polygons)
+    out = d / "bomb.partfield.npz"
+    out.write_bytes(with_entry(arrays_of(res), "features", npy_header((p, f), np.float32), 4 * p * f))
+    return out
+
+
+def result_garbage(d):
+    out = d / "garbage.partfield.npz"
+    out.write_bytes(b"PK\x03\x04" + bytes(300))
+    return out
+
+
 PAYLOAD = bytes(range(256)) * 60  # 15,360 bytes standing in for the checkpoint
 
 
@@ -372,6 +408,10 @@ CASES = [
     Case("glb-json-not-object", "mesh", glb_json_list, r"list\.glb: cannot parse GLB file \(AttributeError"),
     Case("glb-json-nesting", "mesh", glb_deep_json, r"deep\.glb: cannot parse GLB file \(RecursionError"),
     Case("mesh-is-a-folder", "mesh", mesh_is_a_folder, r"folder\.obj: no such file"),
+    # stored results (the rows of their own bounds tests live in test_stored_result_bounds.py)
+    Case("result-npz-bomb-200MB", "result", result_npz_bomb, r"claims [\d,]+ bytes uncompressed", peak_mb=100,
+         seconds=30),
+    Case("result-garbage", "result", result_garbage, r"garbage\.partfield\.npz"),
     # the download (a real HTTP server on 127.0.0.1)
     Case("dl-ignores-range-and-drops", "download",
          _dl({"support_range": False, "drop_after": 5000, "drops": 10**9}, retries=3, size=None),
