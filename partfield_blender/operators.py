@@ -269,15 +269,15 @@ class PARTFIELD_OT_clear(Operator):
 
     outputs: BoolProperty(
         name="Remove Written Parts", default=False,
-        description="Also remove what Apply wrote (part vertex groups, the part face attribute and face "
-                    "sets, the part objects) and show the original object again",
+        description="Also remove what Apply and Make Rig wrote (part vertex groups, the part face attribute "
+                    "and face sets, the part objects, the rig) and show the original object again",
     )
 
     @classmethod
     def description(cls, context, properties):
         if properties.outputs:
-            return ("Remove what Apply wrote (part vertex groups, the part face attribute and face sets, "
-                    "the part objects), forget the result and show the original object again")
+            return ("Remove what Apply and Make Rig wrote (part vertex groups, the part face attribute and face "
+                    "sets, the part objects, the rig), forget the result and show the original object again")
         return "Forget the PartField result and its colour preview (written outputs stay)"
 
     def execute(self, context):
@@ -295,8 +295,10 @@ class PARTFIELD_OT_clear(Operator):
             if self.outputs:
                 had_attr = obj.data.attributes.get(writers.FACE_ATTRIBUTE) is not None
                 writers.remove_face_attribute(obj, kept)
-                cleared += bool(writers.remove_vertex_groups(obj, kept) + writers.remove_separate_objects(obj, kept=kept)
-                                + had_attr)
+                from . import rig
+
+                cleared += bool(rig.remove_rig(obj, kept) + writers.remove_vertex_groups(obj, kept)
+                                + writers.remove_separate_objects(obj, kept=kept) + had_attr)
         if not any(storage.has_result(o) for o in context.scene.objects):
             preview.restore_shading(context.scene)
         if kept:

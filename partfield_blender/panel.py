@@ -92,7 +92,14 @@ class VIEW3D_PT_partfield(Panel):
         row = col.row(align=True)
         row.operator("partfield.apply", text="Apply", icon="CHECKMARK")
         row.operator("partfield.clear", text="Clear", icon="X")
-        if writers.has_outputs(obj):
+        # Make Rig (rig_operators.py)
+        rig_row = col.row(align=True)
+        rig_row.prop(scene_props, "rig_binding", text="")
+        op = rig_row.operator("partfield.make_rig", text="Make Rig", icon="ARMATURE_DATA")
+        op.binding = scene_props.rig_binding
+        from .rig import rig_of
+
+        if writers.has_outputs(obj) or rig_of(obj) is not None:
             col.operator("partfield.clear", text="Remove Written Parts", icon="TRASH").outputs = True
         if not stale:  # part edits (Object and Edit Mode): edit_operators.py
             from .edit_operators import draw_panel as draw_edit_parts

@@ -259,18 +259,20 @@ def _set_hidden(obj, hidden: bool) -> None:
         obj.hide_viewport = hidden
 
 
-def write_separate_objects(obj, labels, names: list[str] | None = None) -> list:
+def write_separate_objects(obj, labels, names: list[str] | None = None, progress=None) -> list:
     """One new object per part in a collection "<name> parts" next to the original.
 
-    Each part mesh keeps materials, UVs, custom normals, vertex groups and other attributes;
-    its origin sits at the centre of the part's bounding box and its world placement equals the
-    original's. The original is hidden (viewport and render), not deleted.
+    One pass over the mesh (`mesh_split.split_object`): each part keeps materials, UVs,
+    custom normals, colours and other attributes, smooth shading, custom properties, the
+    modifier stack, parent and collections (the parts collection is linked into every
+    collection of the original), and only the vertex groups with weights on its vertices;
+    none of the add-on's own outputs. Its origin sits at the centre of the part's bounding box
+    and its world placement equals the original's. The original is hidden (viewport and
+    render), not deleted. `progress(fraction)` is called per part.
     """
-    import bmesh
     import bpy
-    from mathutils import Matrix, Vector
 
-    from .preview import ATTRIBUTE as PREVIEW_ATTRIBUTE
+    from .mesh_split import split_object
 
     labels = _check_labels(obj, labels)
     k = _num_parts(labels)
@@ -280,48 +282,18 @@ def write_separate_objects(obj, labels, names: list[str] | None = None) -> list:
     coll = bpy.data.collections.new(f"{obj.name} parts")
     coll[_SOURCE_KEY] = obj
     parents = list(obj.users_collection) or [bpy.context.scene.collection]
-    parents[0].children.link(coll)
-
-    src = obj.data
-    a, poly_of_loop = _poly_vertex_ids(src)
-    loop_labels = labels[poly_of_loop]
-    made = []
-    for part in range(k):
-        faces = np.flatnonzero(labels == part)
-        if len(faces) == 0:
-            continue
-        bm = bmesh.new()
-        bm.from_mesh(src)
-        bm.faces.ensure_lookup_table()
-        keep = np.zeros(len(bm.faces), dtype=bool)
-        keep[faces] = True
-        drop = [bm.faces[i] for i in np.flatnonzero(~keep).tolist()]
-        if drop:
-            bmesh.ops.delete(bm, geom=drop, context="FACES")
-        part_co = a["vertices"][np.unique(a["loop_vertices"][loop_labels == part])]
-        center = Vector(((part_co.min(axis=0) + part_co.max(axis=0)) / 2).tolist())
-        bmesh.ops.translate(bm, verts=list(bm.verts), vec=-center)
-        me = bpy.data.meshes.new(f"{src.name}.{names[part]}")
-        bm.to_mesh(me)
-        bm.free()
-        for mat in src.materials:
-            me.materials.append(mat)
-        if me.attributes.get(PREVIEW_ATTRIBUTE) is not None:
-            me.attributes.remove(me.attributes[PREVIEW_ATTRIBUTE])
-        part_obj = bpy.data.objects.new(f"{obj.name}.{names[part]}", me)
-        coll.objects.link(part_obj)
-        for group in obj.vertex_groups:
-            part_obj.vertex_groups.new(name=group.name)
-        for i, slot in enumerate(obj.material_slots):
-            if i < len(part_obj.material_slots) and slot.link == "OBJECT":
-                part_obj.material_slots[i].link = "OBJECT"
-                part_obj.material_slots[i].material = slot.material
-        part_obj.parent = obj.parent
-        part_obj.parent_type = obj.parent_type
-        part_obj.matrix_parent_inverse = obj.matrix_parent_inverse.copy()
-        part_obj.matrix_basis = obj.matrix_basis @ Matrix.Translation(center)
-        part_obj["partfield_part"] = part
-        made.append(part_obj)
+    for parent in parents:
+        parent.children.link(coll)
+    wm = getattr(bpy.context, "window_manager", None)
+    show = progress is None and wm is not None and len(labels) > 50_000  # a big mesh: the cursor shows it
+    if show:
+        wm.progress_begin(0, 100)
+        progress = lambda f: wm.progress_update(int(100 * f))  # noqa: E731
+    try:
+        made = split_object(obj, labels, names, coll, progress=progress)
+    finally:
+        if show:
+            wm.progress_end()
     _claim(obj, coll, made)
     _set_hidden(obj, True)
     return made
