@@ -192,3 +192,40 @@ def test_gltf_with_side_file_and_data_uri_buffers(tmp_path):
     (tmp_path / "a pos.bin").unlink()
     with pytest.raises(InputError, match="not found next to it"):
         read_mesh(tmp_path / "m.gltf")
+
+
+def test_colored_ply_writes_polygons_past_255_corners(tmp_path):
+    """A 300-gon needs a wider corner count than uchar: written with uint, read back exactly,
+    and no temporary is left behind."""
+    from model_runtime.meshio import write_colored_ply
+
+    n = 300
+    a = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    v = np.r_[np.c_[np.cos(a), np.sin(a), np.zeros(n)], [[0, 0, 1], [1, 0, 1], [0, 1, 1]]]
+    mesh = MeshArrays.from_polygons(v, [list(range(n)), [n, n + 1, n + 2], [0, 1, n]])
+    out = write_colored_ply(tmp_path / "big.ply", mesh, np.array([0, 1, 1]))
+    back = read_mesh(out)
+    assert back.loop_totals.tolist() == [n, 3, 3]
+    assert np.allclose(back.vertices[back.loop_vertices], mesh.vertices[mesh.loop_vertices], atol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.ply"]
+
+
+def test_every_reader_failure_is_a_mesh_file_error_naming_the_file(tmp_path):
+    from model_runtime.errors import InputError, MeshFileError
+
+    assert issubclass(MeshFileError, InputError)
+    p = tmp_path / "t.ply"
+    p.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\n"
+                  b"property float z\nend_header\n0 0 0\n")  # StopIteration before
+    with pytest.raises(MeshFileError, match=r"^t\.ply: truncated ASCII PLY"):
+        read_mesh(p)
+    # the exported readers translate too (batch calls read_off directly)
+    from model_runtime.meshio import read_off
+
+    off = tmp_path / "short.off"
+    off.write_text("OFF\n3 1 0\n0 0 0\n1 0 0\n")
+    with pytest.raises(MeshFileError, match=r"^short\.off: OFF file is truncated"):
+        read_off(off)
+    off.write_text("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 x\n")
+    with pytest.raises(MeshFileError, match=r"^short\.off: cannot parse OFF file \(ValueError"):
+        read_off(off)
