@@ -337,7 +337,7 @@ def segment_one(path, name, mesh, model, options, counts, requested, out, args, 
     for k in ks:
         labels = result.labels(k).astype(np.int32)
         levels[str(k)] = labels.tolist()
-        np.save(out / f"{name}_k{k}.labels.npy", labels)
+        _atomic_write(out / f"{name}_k{k}.labels.npy", _npy_bytes(labels))
         if not args.no_mesh:
             write_colored_ply(out / f"{name}_k{k}.ply", mesh, labels)
     doc = {
@@ -352,9 +352,34 @@ def segment_one(path, name, mesh, model, options, counts, requested, out, args, 
         "warnings": result.metadata.get("warnings", []) + notes,
         "timings": {**result.metadata.get("timings", {}), "total_s": round(time.perf_counter() - t0, 3)},
     }
-    (out / f"{name}.labels.json").write_text(json.dumps(doc))
+    _atomic_write(out / f"{name}.labels.json", json.dumps(doc).encode())
     if args.save_result:
         result.save(out / f"{name}.partfield.npz")
     for w in result.metadata.get("warnings", []):
         print(f"warning: {w}", file=sys.stderr)
     print(f"{name}: {result.num_polygons:,} polygons -> parts {_span(ks)} written to {out}", flush=True)
+
+
+def _npy_bytes(array) -> bytes:
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def _atomic_write(path, data: bytes) -> None:
+    """Write `data` under a temporary name next to `path`, then rename: a failed write (disk
+    full, interrupt) leaves no truncated file under the final name."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
