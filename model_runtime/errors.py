@@ -13,9 +13,18 @@ class InputError(PartFieldError):
     """A mesh or point cloud cannot be processed (empty, non-finite, too small ...)."""
 
 
+class MeshFileError(InputError):
+    """A mesh file cannot be read: missing, unreadable, truncated, malformed or hostile."""
+
+
 class DeviceOutOfMemoryError(PartFieldError):
     """The compute device ran out of memory."""
 
 
 class Cancelled(PartFieldError):
     """The caller asked the running job to stop."""
+
+
+class StoredResultError(InputError):
+    """A saved segmentation result (npz file or the copy kept in a .blend) is unreadable,
+    claims more than it holds, or does not fit the mesh it is stored with."""

@@ -231,6 +231,38 @@ def free_merges(children, x, parts: int):
     return out, costs
 
 
+def check_merges(children, num_leaves: int) -> np.ndarray:
+    """`children` as an (P-1, 2) int64 merge list over `num_leaves` leaves, or `InputError`
+    naming what is wrong: merge t may only join nodes made before it (ids < P + t, so no
+    cycles) and every node but the root is merged exactly once. Vectorised, O(P); for trees
+    read from files, before `PartTree` (whose pointer jumping would loop on a cycle)."""
+    p = int(num_leaves)
+    if p < 1:
+        raise InputError(f"a merge tree needs at least one leaf, got {p}")
+    ch = np.asarray(children)
+    if ch.dtype.kind not in "iu":
+        raise InputError(f"merge tree children must be integers, got {ch.dtype}")
+    if ch.size != 2 * (p - 1):
+        raise InputError(f"a tree over {p} leaves needs {p - 1} merges, got {ch.size / 2:g}")
+    ch = ch.astype(np.int64).reshape(-1, 2)
+    if p == 1:
+        return ch
+    limit = p + np.arange(p - 1, dtype=np.int64)  # merge t makes node P + t
+    bad = (ch < 0) | (ch >= limit[:, None])
+    if bad.any():
+        t = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise InputError(f"merge {t} joins nodes {ch[t].tolist()}; only nodes 0..{limit[t] - 1} exist then "
+                         "(a merge refers to itself, a later merge or a node that does not exist)")
+    uses = np.bincount(ch.ravel(), minlength=2 * p - 1)[: 2 * p - 2]
+    wrong = np.flatnonzero(uses > 1)
+    if wrong.size == 0:
+        wrong = np.flatnonzero(uses == 0)
+    if wrong.size:
+        n = int(wrong[0])
+        raise InputError(f"node {n} is merged {int(uses[n])} times; every node but the root is merged once")
+    return ch
+
+
 class PartTree:
     """Merge tree over P polygons with O(P) cuts at any k and stable labels.
 

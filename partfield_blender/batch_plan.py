@@ -7,54 +7,85 @@ library and numpy only, no package-relative imports.
 """
 from __future__ import annotations
 
+import errno
 import fnmatch
 import glob
 import hashlib
+import importlib.util
 import json
 import os
 import re
+import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+def _load_output_check():
+    """output_check.py next to this file, by path (this module is itself loaded by path)."""
+    name = "partfield_batch_output_check"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "output_check.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+output_check = _load_output_check()
+IncompleteOutput = output_check.IncompleteOutput
 
 SUPPORTED_EXTENSIONS = (".blend", ".obj", ".fbx", ".glb", ".gltf", ".ply", ".stl", ".off")
 MODES = ("vertex-groups", "face-attribute", "objects")
 EXPORTS = ("blend", "glb", "fbx", "labels")
 # Bump when the meaning of outputs changes, so older done-markers stop counting as finished.
 OUTPUT_FORMAT_VERSION = 1
+TOOL_NAME = "partfield_blender/batch.py"  # the summary's "tool": marks a folder as batch output
+OUTPUT_MARKER = ".partfield-batch-output"  # written into every output folder; such folders are not inputs
 DONE_SUFFIX = ".done.json"
 RUNNING_SUFFIX = ".running.json"
 TEMP_TAG = ".tmp-"
 
 
 # ---------------------------------------------------------------------------- parsing
+def _part_counts():
+    """model_runtime.part_counts (the syntax shared with `partfield segment`): imported when
+    model_runtime is importable, else loaded by path from the checkout next to this file or
+    from the installed extension's wheels (before bpy has put them on sys.path)."""
+    try:
+        from model_runtime import part_counts
+        return part_counts
+    except ImportError:
+        pass
+    import importlib.util
+    import sys
+
+    name = "partfield_part_counts"
+    if name in sys.modules:
+        return sys.modules[name]
+    here = Path(__file__).resolve().parent
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [here.parent / "model_runtime" / "part_counts.py",  # a source checkout
+                  here.parent.parent / ".local" / "lib" / version / "site-packages" / "model_runtime" / "part_counts.py"]
+    for path in candidates:
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            sys.modules[name] = module
+            return module
+    raise ImportError("model_runtime is not importable (install it, or run batch.py from a checkout or the "
+                      "installed extension)")
+
+
 def parse_parts(text: str) -> tuple[int, ...]:
     """'8' -> (8,), '4,8,12' -> (4, 8, 12), '2..20' -> (2, ..., 20), '2..10:2' -> (2, 4, ..., 10).
 
-    Items may be mixed ('2,4..6'); the result is sorted and unique, every k >= 1.
+    Items may be mixed ('2,4..6'); the result is sorted and unique, every k >= 1. The syntax
+    is model_runtime.part_counts' (`auto` is refused here: the batch needs numbers).
     """
-    values: set[int] = set()
-    for raw in str(text).split(","):
-        item = raw.strip()
-        if not item:
-            continue
-        m = re.fullmatch(r"(\d+)\s*\.\.\s*(\d+)(?:\s*:\s*(\d+))?", item)
-        try:
-            if m:
-                lo, hi = int(m.group(1)), int(m.group(2))
-                step = int(m.group(3) or 1)
-                if step < 1 or hi < lo:
-                    raise ValueError
-                values.update(range(lo, hi + 1, step))
-            else:
-                values.add(int(item))
-        except ValueError:
-            raise ValueError(f"--parts: cannot read {item!r} (use 8, 4,8,12 or 2..20)") from None
-    if not values:
-        raise ValueError("--parts: give at least one part count")
-    if min(values) < 1:
-        raise ValueError("--parts: part counts must be >= 1")
-    return tuple(sorted(values))
+    return _part_counts().parse_part_counts(text, allow_auto=False)
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -142,22 +173,92 @@ def _is_hidden(rel_parts) -> bool:
     return any(p.startswith(".") for p in rel_parts)
 
 
-def _scan_folder(root: Path, extensions, exclude: list[Path]) -> list[tuple[Path, str]]:
+def _scan_folder(root: Path, extensions, exclude: list[Path], skipped: list | None = None) -> list[tuple[Path, str]]:
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
+        in_output = is_output_folder(here, filenames) or any(_same_path(here, ex) for ex in exclude)
+        if in_output and here != root:  # a batch output folder inside the inputs: none of it is input
+            if skipped is not None:
+                skipped.extend(str(here / f) for f in filenames if Path(f).suffix.lower() in extensions)
+            dirnames[:] = []
+            continue
         dirnames[:] = sorted(
             d for d in dirnames
             if not d.startswith(".") and not any(_same_path(here / d, ex) for ex in exclude)
         )
+        made_here = _output_stems(filenames)
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
             path = here / name
             if path.suffix.lower() in extensions:
+                if _is_earlier_output(name, made_here, in_output):
+                    if skipped is not None:
+                        skipped.append(str(path))
+                    continue
                 rel = path.relative_to(root).with_suffix("")
                 found.append((path, rel.as_posix()))
     return found
+
+
+def _found_output(path: Path, exclude) -> bool:
+    """A file a pattern matched that is an earlier output."""
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return False
+    in_output = is_output_folder(path.parent, names) or any(_same_path(path.parent, ex) for ex in exclude)
+    return _is_earlier_output(path.name, _output_stems(names), in_output)
+
+
+def mark_output_folder(folder) -> None:
+    """Mark `folder` as batch output, so a later run given a parent folder skips it."""
+    marker = Path(folder) / OUTPUT_MARKER
+    if not marker.exists():
+        try:
+            marker.write_text(f"written by {TOOL_NAME}; folders holding this file are not searched for inputs\n")
+        except OSError:
+            pass
+
+
+def is_output_folder(folder: Path, filenames) -> bool:
+    """A folder the batch wrote into: its marker, or a summary naming this tool."""
+    names = set(filenames)
+    if OUTPUT_MARKER in names:
+        return True
+    for name in names:
+        if name == "summary.json" or (name.startswith("summary_shard") and name.endswith(".json")):
+            try:
+                with open(folder / name, encoding="utf-8") as fh:
+                    head = fh.read(4096)
+            except OSError:
+                continue
+            if f'"tool": "{TOOL_NAME}"' in head:
+                return True
+    return False
+
+
+_LABELS_SUFFIX = ".labels.json"
+_K_SUFFIX = re.compile(r"^(?P<stem>.+)_k\d+$")
+
+
+def _output_stems(filenames) -> set[str]:
+    """Names NAME with a NAME.labels.json or NAME.done.json here: both the batch and the
+    `segment` CLI write one next to their NAME_kK.* outputs."""
+    stems = set()
+    for name in filenames:
+        for suffix in (_LABELS_SUFFIX, DONE_SUFFIX):
+            if name.endswith(suffix) and len(name) > len(suffix):
+                stems.add(name[: -len(suffix)])
+    return stems
+
+
+def _is_earlier_output(name: str, stems: set[str], in_output_folder: bool = False) -> bool:
+    """NAME_kK.ext beside NAME.labels.json / NAME.done.json, or anywhere in a batch output
+    folder (an interrupted input's outputs have no done-marker yet)."""
+    m = _K_SUFFIX.match(Path(name).stem)
+    return bool(m and (in_output_folder or m.group("stem") in stems))
 
 
 def _same_path(a: Path, b: Path) -> bool:
@@ -167,12 +268,14 @@ def _same_path(a: Path, b: Path) -> bool:
         return False
 
 
-def discover_inputs(specs, extensions=SUPPORTED_EXTENSIONS, exclude=()) -> list[InputItem]:
+def discover_inputs(specs, extensions=SUPPORTED_EXTENSIONS, exclude=(), skipped: list | None = None) -> list[InputItem]:
     """Expand files, folders (recursive) and glob patterns into a sorted, de-duplicated list.
 
     Files named explicitly are kept even with an unsupported extension (they are reported as
     failed, not silently dropped); files found inside folders are filtered by extension;
-    hidden files/folders and the `exclude` folders (e.g. the output folder) are skipped.
+    hidden files/folders and the `exclude` folders (e.g. the output folder) are skipped, and so
+    are earlier outputs found inside folders (see `is_output_folder`, `_is_earlier_output`):
+    their paths are appended to `skipped`.
     The order (by output key, then path) does not depend on where the tree is mounted, so
     every shard of a scale-out run sees the same list.
     """
@@ -191,12 +294,17 @@ def discover_inputs(specs, extensions=SUPPORTED_EXTENSIONS, exclude=()) -> list[
                 if mp.is_dir():
                     raw.extend(
                         InputItem(str(p), f"{mp.name}/{rel}", None, spec)
-                        for p, rel in _scan_folder(mp, extensions, exclude)
+                        for p, rel in _scan_folder(mp, extensions, exclude, skipped)
                     )
                 elif mp.suffix.lower() in extensions and not mp.name.startswith("."):
+                    if _found_output(mp, exclude):
+                        if skipped is not None:
+                            skipped.append(str(mp))
+                        continue
                     raw.append(InputItem(str(mp), mp.stem, None, spec))
         elif path.is_dir():
-            raw.extend(InputItem(str(p), rel, None, spec) for p, rel in _scan_folder(path, extensions, exclude))
+            raw.extend(InputItem(str(p), rel, None, spec)
+                       for p, rel in _scan_folder(path, extensions, exclude, skipped))
         elif path.is_file():
             err = None
             if path.suffix.lower() not in extensions:
@@ -366,35 +474,77 @@ def temp_path_for(final) -> Path:
     return final.parent / f".{final.name}{TEMP_TAG}{os.getpid()}{ext}"
 
 
+class OutputError(OSError):
+    """An output could not be written completely (disk full, read-only, a writer that failed);
+    its temporary was removed and the final name left as it was."""
+
+
 def commit_temp(tmp, final) -> None:
-    """Rename a finished temp file onto its final name (atomic on one file system)."""
+    """Check a finished temp file (complete for its type, flushed to disk), then rename it
+    onto its final name (atomic on one file system). On any failure the temp file is removed
+    and OutputError raised; `final` is left untouched."""
     tmp, final = Path(tmp), Path(final)
-    if not tmp.is_file():
-        raise OSError(f"writer produced no file at {tmp}")
-    _fsync_file(tmp)
-    os.replace(tmp, final)
+    try:
+        if not tmp.is_file():
+            raise OSError(f"writer produced no file at {tmp.name}")
+        _fsync_file(tmp)
+        output_check.check_file(tmp, output_check.kind_of(final))
+        os.replace(tmp, final)
+    except OSError as exc:
+        _remove(tmp)
+        raise OutputError(f"could not write {final.name}: {_describe_os_error(exc)}{_space_hint(final)}") from exc
+
+
+def _describe_os_error(exc: OSError) -> str:
+    if isinstance(exc, IncompleteOutput):
+        text = str(exc)
+        name, sep, rest = text.partition(": ")
+        return rest if sep and name.startswith(".") else text
+    if exc.errno is not None and exc.strerror:
+        return f"{exc.strerror} [{errno.errorcode.get(exc.errno, exc.errno)}]"
+    return str(exc) or type(exc).__name__
+
+
+def _space_hint(path: Path) -> str:
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return ""
+    return f" ({free / 1e6:.1f} MB free on that disk)" if free < 512e6 else ""
+
+
+def _remove(path: Path) -> None:
+    try:
+        Path(path).unlink()
+    except OSError:
+        pass
 
 
 def _fsync_file(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
+    """Flush to disk; an error a delayed write reports only now (ENOSPC, EIO) is raised."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EROFS):  # no fsync on this file system
+            raise
     finally:
         os.close(fd)
 
 
-class atomic_path:
-    """Context manager: yields a temp path to write; on success renames it to `final`,
-    on error deletes it. `with atomic_path(p) as tmp: write(tmp)`."""
+# Called before every rename of a finished output: raises to stop (an interrupt was asked for),
+# so a half-done input never gets a new final file after Ctrl-C / SIGTERM.
+before_commit = None
 
-    def __init__(self, final):
+
+class atomic_path:
+    """Context manager: yields a temp path to write; on success checks and renames it to
+    `final`, on error (or when the check fails) deletes it. `with atomic_path(p) as tmp: write(tmp)`."""
+
+    def __init__(self, final, interruptible: bool = True):
         self.final = Path(final)
         self.tmp = temp_path_for(self.final)
+        self.interruptible = interruptible  # False: the summary, which must record the interrupt
 
     def __enter__(self) -> Path:
         self.final.parent.mkdir(parents=True, exist_ok=True)
@@ -402,23 +552,50 @@ class atomic_path:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
+            try:
+                if before_commit is not None and self.interruptible:
+                    before_commit()
+            except BaseException:
+                _remove(self.tmp)
+                raise
             commit_temp(self.tmp, self.final)
         else:
-            try:
-                self.tmp.unlink()
-            except OSError:
-                pass
+            _remove(self.tmp)
+            if isinstance(exc, OSError) and not isinstance(exc, OutputError):  # e.g. ENOSPC from write()
+                raise OutputError(f"could not write {self.final.name}: {_describe_os_error(exc)}"
+                                  f"{_space_hint(self.final)}") from exc
         return False
 
 
-def atomic_write_text(path, text: str) -> None:
-    with atomic_path(path) as tmp:
+def check_output_folder(path) -> str | None:
+    """None when files can be created in folder `path` (made if missing), else the reason.
+    Writes and removes a probe file: permission bits do not stop root, a read-only mount does."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return f"the output path {path} is a file, not a folder"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create the output folder {path}: {_describe_os_error(exc)}"
+    probe = path / f".partfield-write-test-{os.getpid()}"
+    try:
+        with open(probe, "wb") as fh:
+            fh.write(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        _remove(probe)
+        return f"cannot write in the output folder {path}: {_describe_os_error(exc)}"
+    return None
+
+
+def atomic_write_text(path, text: str, interruptible: bool = True) -> None:
+    with atomic_path(path, interruptible) as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
 
 
-def atomic_write_json(path, data) -> None:
-    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False, default=_json_default) + "\n")
+def atomic_write_json(path, data, interruptible: bool = True) -> None:
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False, default=_json_default) + "\n", interruptible)
 
 
 def atomic_save_npy(path, array) -> None:
@@ -446,14 +623,16 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def remove_stale_temps(paths) -> int:
-    """Delete temp files a killed run left next to these final paths (any pid)."""
+def remove_stale_temps(paths, pid: int | None = None) -> int:
+    """Delete temp files a killed run left next to these final paths (any pid, or only `pid`'s),
+    including a writer's own side files ('.x.blend.tmp-12.blend@')."""
     removed = 0
+    tag = f"{TEMP_TAG}{pid}." if pid is not None else TEMP_TAG
     for final in paths:
         final = Path(final)
         if not final.parent.is_dir():
             continue
-        for p in final.parent.glob(f".{glob.escape(final.name)}{TEMP_TAG}*"):
+        for p in final.parent.glob(f".{glob.escape(final.name)}{glob.escape(tag)}*"):
             try:
                 p.unlink()
                 removed += 1
@@ -487,7 +666,7 @@ class Summary:
 
     def write(self) -> None:
         if self.path is not None:
-            atomic_write_json(self.path, self.to_dict())
+            atomic_write_json(self.path, self.to_dict(), interruptible=False)
 
 
 def format_duration(seconds: float | None) -> str:

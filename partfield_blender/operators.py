@@ -226,19 +226,32 @@ class PARTFIELD_OT_apply(Operator):
         if not objs:
             self.report({"WARNING"}, "No active object: select a mesh object.")
             return {"CANCELLED"}
+        from model_runtime.errors import PartFieldError
+
         done = 0
         for obj in objs:
             problem = jobs.object_problem(obj)
             if problem is None and not storage.has_result(obj):
                 problem = f"'{obj.name}' has no PartField result: run Compute PartField first."
+            if problem is None and storage.problem(obj):
+                problem = f"{storage.problem(obj)}: run Compute PartField again, or Clear."
             if problem is None and storage.is_stale(obj):
                 problem = f"'{obj.name}' was edited after the compute: run Compute PartField again."
+            if problem is None:
+                try:  # a damaged stored result is a report, never a traceback; nothing is written
+                    stored = storage.load_checked(obj)
+                    k = max(1, min(obj.partfield.parts, jobs.max_parts(stored)))
+                    labels = stored.face_labels(k)
+                except PartFieldError as exc:
+                    problem = f"{exc}: run Compute PartField again, or Clear."
             if problem:
                 self.report({"WARNING"}, problem)
                 continue
-            stored = storage.load(obj)
-            k = max(1, min(obj.partfield.parts, jobs.max_parts(stored)))
-            writers.write(obj, stored.face_labels(k), mode)
+            try:
+                writers.write(obj, labels, mode)
+            except Exception as exc:  # noqa: BLE001 - reported, not raised
+                self.report({"ERROR"}, f"'{obj.name}': writing the parts failed: {exc}")
+                continue
             done += 1
         if not done:
             return {"CANCELLED"}
@@ -256,15 +269,15 @@ class PARTFIELD_OT_clear(Operator):
 
     outputs: BoolProperty(
         name="Remove Written Parts", default=False,
-        description="Also remove what Apply wrote (part vertex groups, the part face attribute and face "
-                    "sets, the part objects) and show the original object again",
+        description="Also remove what Apply and Make Rig wrote (part vertex groups, the part face attribute "
+                    "and face sets, the part objects, the rig) and show the original object again",
     )
 
     @classmethod
     def description(cls, context, properties):
         if properties.outputs:
-            return ("Remove what Apply wrote (part vertex groups, the part face attribute and face sets, "
-                    "the part objects), forget the result and show the original object again")
+            return ("Remove what Apply and Make Rig wrote (part vertex groups, the part face attribute and face "
+                    "sets, the part objects, the rig), forget the result and show the original object again")
         return "Forget the PartField result and its colour preview (written outputs stay)"
 
     def execute(self, context):
@@ -276,16 +289,24 @@ class PARTFIELD_OT_clear(Operator):
             self.report({"WARNING"}, "Switch to Object Mode first.")
             return {"CANCELLED"}
         cleared = 0
+        kept = []  # named by a marker, but not provably written by the add-on: left alone
         for obj in objs:
             cleared += storage.clear(obj) | preview.remove(obj)
             if self.outputs:
                 had_attr = obj.data.attributes.get(writers.FACE_ATTRIBUTE) is not None
-                writers.remove_face_attribute(obj)
-                cleared += bool(writers.remove_vertex_groups(obj) + writers.remove_separate_objects(obj) + had_attr)
+                writers.remove_face_attribute(obj, kept)
+                from . import rig
+
+                cleared += bool(rig.remove_rig(obj, kept) + writers.remove_vertex_groups(obj, kept)
+                                + writers.remove_separate_objects(obj, kept=kept) + had_attr)
         if not any(storage.has_result(o) for o in context.scene.objects):
             preview.restore_shading(context.scene)
+        if kept:
+            shown = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
+            self.report({"WARNING"}, f"Kept {len(kept)} item(s) PartField did not write: {shown}.")
         if not cleared:
-            self.report({"INFO"}, "Nothing to clear.")
+            if not kept:
+                self.report({"INFO"}, "Nothing to clear.")
             return {"CANCELLED"}
         return {"FINISHED"}
 

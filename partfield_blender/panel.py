@@ -67,6 +67,17 @@ class VIEW3D_PT_partfield(Panel):
         if not storage.has_result(obj):
             box.label(text="No result yet: press Compute PartField.", icon="INFO")
             return
+        damaged = storage.problem(obj)
+        if damaged:  # a broken or tampered stored result: say so, offer what fixes it
+            box.label(text="The stored PartField result cannot be used:", icon="ERROR")
+            for line in _wrap(damaged):
+                box.label(text=line)
+            row = box.row(align=True)
+            row.operator("partfield.compute", text="Compute Again", icon="PLAY")
+            row.operator("partfield.clear", text="Clear", icon="X")
+            if writers.has_outputs(obj):
+                box.operator("partfield.clear", text="Remove Written Parts", icon="TRASH").outputs = True
+            return
         stale = storage.is_stale(obj, cached=True)
         if stale:
             box.label(text="Mesh changed since the compute: compute again.", icon="ERROR")
@@ -81,12 +92,26 @@ class VIEW3D_PT_partfield(Panel):
         row = col.row(align=True)
         row.operator("partfield.apply", text="Apply", icon="CHECKMARK")
         row.operator("partfield.clear", text="Clear", icon="X")
-        if writers.parts_collection(obj) is not None or obj.get("partfield_vertex_groups"):
+        # Make Rig (rig_operators.py)
+        rig_row = col.row(align=True)
+        rig_row.prop(scene_props, "rig_binding", text="")
+        op = rig_row.operator("partfield.make_rig", text="Make Rig", icon="ARMATURE_DATA")
+        op.binding = scene_props.rig_binding
+        from .rig import rig_of
+
+        if writers.has_outputs(obj) or rig_of(obj) is not None:
             col.operator("partfield.clear", text="Remove Written Parts", icon="TRASH").outputs = True
         if not stale:  # part edits (Object and Edit Mode): edit_operators.py
             from .edit_operators import draw_panel as draw_edit_parts
 
             draw_edit_parts(box, context, obj)
+
+
+def _wrap(text: str, width: int = 48) -> list[str]:
+    """`text` in lines of about `width` characters (labels do not wrap)."""
+    import textwrap
+
+    return textwrap.wrap(text, width) or [text]
 
 
 classes = (VIEW3D_PT_partfield,)

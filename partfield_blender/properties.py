@@ -55,6 +55,12 @@ class PartFieldSceneProps(PropertyGroup):
         description="Segment the mesh with its modifiers applied (the evaluated mesh); "
                     "the parts are mapped back onto the base mesh",
     )
+    rig_binding: EnumProperty(
+        name="Rig Binding", default="RIGID",
+        items=(("RIGID", "Rigid", "Separate part objects, each parented to its bone"),
+               ("SKINNED", "Skinned", "The original mesh with an Armature modifier and one vertex group per bone")),
+        description="How Make Rig binds the mesh to the bones",
+    )
     all_selected: BoolProperty(
         name="All Selected Meshes", default=True,
         description="Compute and apply for every selected mesh object, not only the active one",

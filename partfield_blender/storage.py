@@ -3,6 +3,11 @@
 The result (`SegmentationResult.save` npz bytes) and, for evaluated meshes, the base-to-evaluated
 polygon map live in ID properties of the object, so they are saved, undone and redone with
 it. Loaded results are cached per object in memory so the slider never deserialises twice.
+
+Writes never assign bytes over an existing bytes property (bpy truncates those at the first
+NUL); each write is read back, and a failed write puts the previous result back. Reads are
+bounded and validated (`SegmentationResult.from_bytes`); a damaged result is a message
+(`problem`, `load_checked`), never a traceback.
 """
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ EDITS_KEY = "partfield_edits"  # JSON {"stamp": result stamp, "edits": [[kind, [
 
 # object session uid -> (stamp, StoredResult)
 _cache: dict[int, tuple[str, "StoredResult"]] = {}
+# object session uid -> (stamp, message or None): what `problem` found for that stored result
+_problems: dict[int, tuple[str | None, str | None]] = {}
 # mesh pointer -> (counts, fingerprint) for cheap repeated staleness checks
 _fingerprints: dict[int, tuple[tuple, str]] = {}
 
@@ -54,27 +61,14 @@ class StoredResult:
 
 
 def _result_to_bytes(result) -> bytes:
+    if hasattr(result, "to_bytes"):
+        return result.to_bytes(features_fp16=True)  # halves what the .blend carries
     fd, path = tempfile.mkstemp(suffix=".npz", prefix="partfield_")
     os.close(fd)
     try:
-        try:
-            result.save(path, features_fp16=True)  # halves what the .blend carries
-        except TypeError:
-            result.save(path)
+        result.save(path)
         with open(path, "rb") as f:
             return f.read()
-    finally:
-        os.unlink(path)
-
-
-def _result_from_bytes(data: bytes):
-    from model_runtime.result import SegmentationResult
-
-    fd, path = tempfile.mkstemp(suffix=".npz", prefix="partfield_")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return SegmentationResult.load(path)
     finally:
         os.unlink(path)
 
@@ -83,49 +77,220 @@ def _array_to_bytes(a: np.ndarray) -> bytes:
     return np.ascontiguousarray(a, dtype=np.int32).tobytes()
 
 
+# --------------------------------------------------------------------------- faithful writes
+def _assign(obj, key, value) -> None:
+    """Set an ID property as a new one: bpy cuts bytes assigned over an existing bytes
+    property at the first NUL (b"ef\x00gh" is kept as b"ef"), so never assign over one."""
+    if key in obj:
+        del obj[key]
+    obj[key] = value
+
+
+def _read_back(obj, key):
+    value = obj.get(key)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if hasattr(value, "to_list"):
+        return value.to_list()
+    return value
+
+
+def _put(obj, key, value) -> None:
+    """Write `value` (bytes or a dict of plain values) and check it reads back identically."""
+    _assign(obj, key, value)
+    back = _read_back(obj, key)
+    if isinstance(value, bytes):
+        back = bytes(back) if isinstance(back, (bytes, bytearray)) else back
+    if back != value:
+        got = f"{len(back):,} bytes" if isinstance(back, (bytes, bytearray)) else type(back).__name__
+        want = f"{len(value):,} bytes" if isinstance(value, bytes) else "the values written"
+        raise RuntimeError(f"'{key}' reads back as {got}, not {want}")
+
+
+def _snapshot(obj) -> dict:
+    return {key: _read_back(obj, key) for key in (RESULT_KEY, FACE_MAP_KEY, META_KEY) if key in obj}
+
+
+def _restore(obj, old: dict) -> None:
+    for key in (RESULT_KEY, FACE_MAP_KEY, META_KEY):
+        if key in obj:
+            del obj[key]
+        if key in old:
+            obj[key] = old[key]
+
+
 def store(obj, result, fingerprint: str, face_map: np.ndarray | None = None, info: dict | None = None) -> None:
-    """Save `result` on `obj` (replacing an older one)."""
+    """Save `result` on `obj`, replacing an older one only once the new one is stored whole.
+
+    Every property is written fresh and read back; if any differs, the previous result is put
+    back as it was and `StoredResultError` is raised."""
+    from model_runtime.errors import StoredResultError
+
     meta = {
         "fingerprint": fingerprint,
         "base_polygons": len(obj.data.polygons),
         "stamp": uuid.uuid4().hex,
     }
     for key, value in (info or {}).items():
-        if isinstance(value, (str, int, float, bool)):
+        if isinstance(value, (str, int, float, bool)) and key not in meta and value == value:  # (no NaN)
             meta[key] = value
-    obj[RESULT_KEY] = _result_to_bytes(result)
-    if face_map is not None:
-        obj[FACE_MAP_KEY] = _array_to_bytes(face_map)
-    elif FACE_MAP_KEY in obj:
-        del obj[FACE_MAP_KEY]
-    obj[META_KEY] = meta
+    data = _result_to_bytes(result)
+    meta["result_polygons"] = int(result.num_polygons)
+    meta["result_bytes"] = len(data)
+    old = _snapshot(obj)
+    try:
+        _put(obj, RESULT_KEY, data)
+        if face_map is not None:
+            _put(obj, FACE_MAP_KEY, _array_to_bytes(face_map))
+        elif FACE_MAP_KEY in obj:
+            del obj[FACE_MAP_KEY]
+        _put(obj, META_KEY, meta)
+    except Exception as exc:
+        try:
+            _restore(obj, old)
+        finally:
+            _cache.pop(obj.session_uid, None)
+        raise StoredResultError(f"'{obj.name}': the result could not be saved with the object ({exc}); "
+                                "the previous state is kept.") from exc
     stored = StoredResult(result, None if face_map is None else np.asarray(face_map, np.int64), dict(meta))
     _cache[obj.session_uid] = (meta["stamp"], stored)
+    _problems.pop(obj.session_uid, None)
 
 
+# --------------------------------------------------------------------------- reading
 def has_result(obj) -> bool:
     return obj is not None and obj.type == "MESH" and RESULT_KEY in obj and META_KEY in obj
 
 
 def meta(obj) -> dict:
-    return dict(obj[META_KEY].to_dict()) if has_result(obj) else {}
+    """The stored result's metadata; {} when there is none or it is not a dictionary."""
+    if not has_result(obj):
+        return {}
+    value = obj.get(META_KEY)
+    return dict(value.to_dict()) if hasattr(value, "to_dict") else {}
+
+
+def _stamp(obj):
+    value = meta(obj).get("stamp")
+    return value if isinstance(value, str) else None
+
+
+def _check_meta(obj, m) -> str | None:
+    if not hasattr(obj.get(META_KEY), "to_dict"):
+        return "its 'partfield_meta' is not a dictionary"
+    for key, kind in (("fingerprint", str), ("stamp", str), ("base_polygons", int)):
+        if not isinstance(m.get(key), kind) or isinstance(m.get(key), bool):
+            return f"its 'partfield_meta' has no valid '{key}'"
+    if m["base_polygons"] < 0:
+        return "its 'partfield_meta' has a negative 'base_polygons'"
+    for key in ("result_polygons",):
+        if key in m and (not isinstance(m[key], int) or m[key] < 1):
+            return f"its 'partfield_meta' has an invalid '{key}'"
+    return None
+
+
+def _face_map(obj, m):
+    """The stored polygon map (int64) or None; raises StoredResultError when it is damaged."""
+    from model_runtime.errors import StoredResultError
+
+    if FACE_MAP_KEY not in obj:
+        return None
+    raw = obj.get(FACE_MAP_KEY)
+    if not isinstance(raw, (bytes, bytearray)):
+        raise StoredResultError(f"'{obj.name}': its 'partfield_face_map' is {type(raw).__name__}, not bytes")
+    if len(raw) != 4 * m["base_polygons"]:
+        raise StoredResultError(f"'{obj.name}': its 'partfield_face_map' holds {len(raw):,} bytes for "
+                                f"{m['base_polygons']:,} faces (expected {4 * m['base_polygons']:,})")
+    return np.frombuffer(bytes(raw), dtype=np.int32).astype(np.int64)
+
+
+def _expected_polygons(m, face_map):
+    return m.get("result_polygons") if face_map is not None else m["base_polygons"]
+
+
+def _checked(obj, build: bool):
+    """Validate the stored data; with `build`, return the StoredResult. Raises StoredResultError."""
+    from model_runtime.errors import StoredResultError
+    from model_runtime.result import SegmentationResult
+
+    m = meta(obj)
+    why = _check_meta(obj, m)
+    if why:
+        raise StoredResultError(f"'{obj.name}': {why}")
+    face_map = _face_map(obj, m)
+    data = obj.get(RESULT_KEY)
+    name = f"'{obj.name}'"
+    expected = _expected_polygons(m, face_map)
+    if not build:
+        p = SegmentationResult.check_bytes(data, name, expected)
+    else:
+        result = SegmentationResult.from_bytes(data, name, expected)
+        p = result.num_polygons
+    if face_map is not None and len(face_map) and (face_map.min() < 0 or face_map.max() >= p):
+        raise StoredResultError(f"'{obj.name}': its 'partfield_face_map' points outside the {p:,} faces of the result")
+    return StoredResult(result, face_map, m) if build else None
+
+
+def problem(obj) -> str | None:
+    """Why the result stored on `obj` cannot be used (a user-facing sentence), or None when it
+    is usable or there is none. Checks headers and the tree once per stored result (cached)."""
+    if not has_result(obj):
+        return None
+    from model_runtime.errors import PartFieldError
+
+    stamp = _stamp(obj)
+    hit = _cache.get(obj.session_uid)
+    if hit is not None and hit[0] == stamp and stamp is not None:
+        return None
+    seen = _problems.get(obj.session_uid)
+    if seen is not None and seen[0] == stamp:
+        return seen[1]
+    try:
+        _checked(obj, build=False)
+        why = None
+    except PartFieldError as exc:
+        why = str(exc)
+    except Exception as exc:  # noqa: BLE001 - any damage becomes a message, never a traceback
+        why = f"'{obj.name}': the stored result is damaged ({type(exc).__name__}: {exc})"
+    _problems[obj.session_uid] = (stamp, why)
+    return why
+
+
+def load_checked(obj) -> StoredResult | None:
+    """The result stored on `obj` (cached), None when there is none; `StoredResultError`
+    (a PartFieldError) with a user-facing message when it is damaged."""
+    from model_runtime.errors import PartFieldError, StoredResultError
+
+    if not has_result(obj):
+        return None
+    stamp = _stamp(obj)
+    hit = _cache.get(obj.session_uid)
+    if hit is not None and hit[0] == stamp and stamp is not None:
+        return _with_edits(obj, hit[1])
+    seen = _problems.get(obj.session_uid)
+    if seen is not None and seen[0] == stamp and seen[1] is not None:
+        raise StoredResultError(seen[1])
+    try:
+        stored = _checked(obj, build=True)
+    except Exception as exc:  # noqa: BLE001
+        why = str(exc) if isinstance(exc, PartFieldError) else \
+            f"'{obj.name}': the stored result is damaged ({type(exc).__name__}: {exc})"
+        _problems[obj.session_uid] = (stamp, why)
+        raise StoredResultError(why) from exc
+    _cache[obj.session_uid] = (stamp, stored)
+    _problems.pop(obj.session_uid, None)
+    return _with_edits(obj, stored)
 
 
 def load(obj) -> StoredResult | None:
-    """The result stored on `obj` (cached), or None."""
-    if not has_result(obj):
+    """The result stored on `obj` (cached), or None when there is none or it is damaged
+    (`problem(obj)` then says why; `load_checked` raises instead)."""
+    from model_runtime.errors import PartFieldError
+
+    try:
+        return load_checked(obj)
+    except PartFieldError:
         return None
-    m = meta(obj)
-    hit = _cache.get(obj.session_uid)
-    if hit is not None and hit[0] == m.get("stamp"):
-        return _with_edits(obj, hit[1])
-    result = _result_from_bytes(bytes(obj[RESULT_KEY]))
-    face_map = None
-    if FACE_MAP_KEY in obj:
-        face_map = np.frombuffer(bytes(obj[FACE_MAP_KEY]), dtype=np.int32).astype(np.int64)
-    stored = StoredResult(result, face_map, m)
-    _cache[obj.session_uid] = (m.get("stamp"), stored)
-    return _with_edits(obj, stored)
 
 
 def _with_edits(obj, stored: StoredResult) -> StoredResult:
@@ -174,6 +339,7 @@ def clear(obj) -> bool:
             del obj[key]
             had = True
     _cache.pop(obj.session_uid, None)
+    _problems.pop(obj.session_uid, None)
     return had
 
 
@@ -222,4 +388,5 @@ def forget_fingerprints(mesh_pointer: int | None = None) -> None:
 def forget_cache() -> None:
     """Drop all in-memory results (after loading another file)."""
     _cache.clear()
+    _problems.clear()
     _fingerprints.clear()

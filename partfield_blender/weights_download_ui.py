@@ -7,7 +7,9 @@ or the Cancel button. Shown only with Blender's online access on, and only after
 the licence checkbox; offline the section explains how to place the file by hand.
 
 ``preferences.py`` calls ``draw(layout, context)``; ``classes`` are registered with the add-on
-(the property group adds ``WindowManager.partfield_weights`` in its own ``register``).
+(the package's ``register()`` adds ``WindowManager.partfield_weights`` through
+``register_properties()`` after registering them: a PointerProperty added from inside a class's
+own ``register`` classmethod makes Blender 4.2 segfault at exit).
 """
 from __future__ import annotations
 
@@ -234,14 +236,15 @@ class PARTFIELD_PG_weights_download(PropertyGroup):
         default=False,
     )
 
-    @classmethod
-    def register(cls):
-        bpy.types.WindowManager.partfield_weights = PointerProperty(type=cls)
 
-    @classmethod
-    def unregister(cls):
-        if hasattr(bpy.types.WindowManager, "partfield_weights"):
-            del bpy.types.WindowManager.partfield_weights
+def register_properties() -> None:
+    """Add ``WindowManager.partfield_weights`` (call after the classes are registered)."""
+    bpy.types.WindowManager.partfield_weights = PointerProperty(type=PARTFIELD_PG_weights_download)
+
+
+def unregister_properties() -> None:
+    if hasattr(bpy.types.WindowManager, "partfield_weights"):
+        del bpy.types.WindowManager.partfield_weights
 
 
 class PARTFIELD_OT_download_weights(Operator):
@@ -314,7 +317,11 @@ class PARTFIELD_OT_download_weights(Operator):
         if job.cancelled:
             self.report({"WARNING"}, "Download cancelled; the partial file is kept to resume later")
             return {"CANCELLED"}
-        self.report({"INFO"}, f"PartField weights ready: {job.result.weights_path}. "
+        if not getattr(job.result, "verified", True):
+            self.report({"WARNING"}, f"PartField weights ready but NOT verified (no SHA-256 was compared, only "
+                                     f"the size): {job.result.weights_path}")
+            return {"FINISHED"}
+        self.report({"INFO"}, f"PartField weights ready and verified: {job.result.weights_path}. "
                               "Choose 'PartField (NVIDIA, released)' as the model to use them.")
         return {"FINISHED"}
 
@@ -406,14 +413,22 @@ classes = (
 
 
 def register():
+    """Stand-alone registration (tests); the add-on registers through the package."""
     for cls in classes:
         bpy.utils.register_class(cls)
+    register_properties()
 
 
-def unregister():
+def stop_job() -> None:
+    """Cancel a running download (the add-on is being disabled)."""
     global _job
     if _job is not None and _job.running:
         _job.cancel()
     _job = None
+
+
+def unregister():
+    stop_job()
+    unregister_properties()
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

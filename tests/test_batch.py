@@ -250,6 +250,11 @@ def test_shards_cover_every_input_exactly_once(sharded_run):
         assert data["shard"] == [i, 2] and data["inputs_total"] == len(GOOD) + len(BAD)
         seen += list(by_key)
         assert "ETA" in proc.stdout and f"[{len(by_key)}/{len(by_key)}]" in proc.stdout
+        # the log is the batch's own lines: no exporter INFO lines, no FBX 'Progress: 100%\r' left
+        # unterminated before the next line, no temporary names
+        ours = ("partfield batch:", "model:", "[", "    reason:", "done:", "note:")
+        strays = [ln for ln in proc.stdout.splitlines() if ln and not ln.startswith(ours)]
+        assert not strays and "\r" not in proc.stdout and ".tmp-" not in proc.stdout + proc.stderr, strays
     assert sorted(seen) == sorted(GOOD | set(BAD))
 
 

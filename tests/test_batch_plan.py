@@ -140,8 +140,9 @@ def test_output_paths_and_done_logic(tmp_path):
     assert fp == bp.settings_fingerprint({"parts": [4, 8]}) != bp.settings_fingerprint({"parts": [4]})
 
     assert bp.check_finished(marker, fp, sig, paths.values()) == (False, "no done-marker")
-    for p in paths.values():
-        bp.atomic_write_text(p, "data")
+    for p in paths.values():  # stand-ins: this checks the done logic, not the files' contents
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("data")
     rel = [str(p.relative_to(marker.parent)) for p in paths.values()]
     bp.atomic_write_json(marker, {"fingerprint": fp, "input_signature": sig, "outputs": rel})
     assert bp.check_finished(marker, fp, sig, paths.values()) == (True, "")
@@ -209,3 +210,32 @@ def test_attempt_markers(tmp_path):
     assert bp.read_attempts(marker) == 0
     marker.write_text("garbage")
     assert bp.read_attempts(marker) == 0
+
+
+def test_discover_skips_earlier_outputs(tmp_path):
+    lib = tmp_path / "lib"
+    _touch(lib / "chair.obj")
+    _touch(lib / "run1" / bp.OUTPUT_MARKER)  # a marked batch output folder
+    _touch(lib / "run1" / "chair_k4.blend")
+    _touch(lib / "run1" / "deep" / "x.obj")
+    _touch(lib / "old" / "summary.json", json.dumps({"tool": bp.TOOL_NAME, "inputs": []}, indent=1))
+    _touch(lib / "old" / "chair_k4.glb")
+    _touch(lib / "notes" / "summary.json", '{"tool": "something else"}')  # not ours: searched
+    _touch(lib / "notes" / "plan.obj")
+    _touch(lib / "cli" / "lamp.labels.json")  # the segment CLI's outputs
+    _touch(lib / "cli" / "lamp_k8.ply")
+    _touch(lib / "cli" / "lamp.ply")  # the input it came from stays an input
+    _touch(lib / "cli" / "pipe_k2.ply")  # no labels.json beside it: a user's mesh
+    skipped = []
+    items = bp.discover_inputs([lib], skipped=skipped)
+    assert [it.key for it in items] == ["chair", "cli/lamp", "cli/pipe_k2", "notes/plan"]
+    assert sorted(Path(p).name for p in skipped) == ["chair_k4.blend", "chair_k4.glb", "lamp_k8.ply"]  # run1 pruned
+    # outputs written beside the inputs: the folder itself is an output folder, its inputs stay
+    _touch(lib / bp.OUTPUT_MARKER)
+    _touch(lib / "chair_k8.blend")
+    assert [it.key for it in bp.discover_inputs([lib], exclude=[lib])][:1] == ["chair"]
+    assert [it.key for it in bp.discover_inputs([str(lib / "*.*")])] == ["chair"]
+    bp.mark_output_folder(tmp_path / "made")  # no such folder: ignored, not raised
+    (tmp_path / "made").mkdir()
+    bp.mark_output_folder(tmp_path / "made")
+    assert (tmp_path / "made" / bp.OUTPUT_MARKER).is_file()

@@ -6,17 +6,22 @@ best-of-k and at one fixed k per dataset, overall and per category, for the mode
 untrained network (control: the model file's architecture with random weights) and the
 baselines (one part, Ward on position+normal, spectral features of the face graph).
 
-Examples:
-  python -m model_runtime evaluate --dataset procedural
-  python -m model_runtime evaluate --checkpoint runs/small/model.safetensors --dataset coseg
+The COSEG subset is looked up at --coseg-dir, else $PARTFIELD_COSEG_DIR, else
+../shared/datasets/coseg_subset next to the checkout.
+
+examples:
+  partfield evaluate --dataset procedural --per-category 3
+  partfield evaluate --dataset coseg --coseg-dir datasets/coseg_subset --json scores.json
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
-DEFAULT_COSEG = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "coseg_subset"
+DEFAULT_COSEG = Path(os.environ.get("PARTFIELD_COSEG_DIR")
+                     or Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "coseg_subset")
 ALL_METHODS = ["model", "model_features", "untrained", "one_part", "ward_posnormal", "spectral", "spectral_alike",
                "model_tta"]
 

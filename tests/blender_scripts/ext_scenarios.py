@@ -631,6 +631,354 @@ SCENARIOS = {
 }
 
 
+# --------------------------------------------------------------------------------------- issue 17
+# Reliability: stored results survive recomputes and reloads, damaged ones are reported, and
+# removal deletes only what the add-on made. Run by tests/test_blender_reliability.py.
+def _result_bytes(obj):
+    return bytes(obj["partfield_result"])
+
+
+def _check_stored_whole(obj, what):
+    """The stored bytes are the whole result: the length the meta recorded, and they parse."""
+    from model_runtime.result import SegmentationResult
+
+    storage = H.addon_module("storage")
+    m = storage.meta(obj)
+    data = _result_bytes(obj)
+    assert len(data) == m["result_bytes"] > 1000, f"{what}: {len(data)} bytes stored, meta says {m.get('result_bytes')}"
+    res = SegmentationResult.from_bytes(data, expected_polygons=m["result_polygons"])
+    if "partfield_face_map" in obj:
+        assert len(bytes(obj["partfield_face_map"])) == 4 * len(obj.data.polygons), f"{what}: face map cut"
+    return res
+
+
+def scenario_store_twice(args):
+    """Issue 17.1: compute -> compute -> save -> reopen -> slider -> Apply, for a base mesh and
+    an evaluated one (with its face map); a write that does not read back keeps the old result."""
+    H.install_addon()
+    H.clear_scene()
+    H.use_custom_model(args.weights)
+    storage = H.addon_module("storage")
+    chain, _ = H.boxes_chain()
+    sub, _ = H.table("TableSub")
+    sub.modifiers.new("Subdiv", "SUBSURF").levels = 1
+    ref = reference_result(chain, args.weights)
+    compute_active(chain)
+    first = _result_bytes(chain)
+    assert b"\x00" in first[:64], "npz bytes hold NULs (what bpy cut at)"
+    compute_active(chain)  # the second compute replaced the stored bytes: the bug cut them to a few bytes
+    _check_stored_whole(chain, "chain after two computes")
+    bpy.context.scene.partfield.use_modifiers = True
+    compute_active(sub)
+    compute_active(sub)
+    sub_labels = storage.load(sub).face_labels(4)
+    _check_stored_whole(sub, "subdivided table after two computes")
+    bpy.context.scene.partfield.use_modifiers = False
+
+    # A write that does not read back (bpy's own truncation, by assigning over the old bytes
+    # as the add-on once did): reported, and the previous result is left exactly as it was.
+    before = (_result_bytes(chain), storage.meta(chain), _state(chain))
+    assign = storage._assign
+
+    def assign_over(obj, key, value):
+        obj[key] = value  # over an existing bytes property bpy keeps only up to the first NUL
+
+    storage._assign = assign_over
+    try:
+        H.activate(chain)
+        assert bpy.ops.partfield.compute() == {"CANCELLED"}, "a truncated store was accepted"
+        from model_runtime.errors import StoredResultError
+
+        inputs = H.addon_module("jobs").extract_inputs(chain)
+        try:
+            storage.store(chain, ref, inputs.fingerprint)
+            raise AssertionError("store did not notice the truncation")
+        except StoredResultError as exc:
+            assert "could not be saved with the object" in str(exc) and "reads back as" in str(exc), exc
+    finally:
+        storage._assign = assign
+    assert (_result_bytes(chain), storage.meta(chain), _state(chain)) == before, "the old result was touched"
+
+    path = str(Path(args.workdir) / "twice.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.open_mainfile(filepath=path)
+    assert not storage._cache, "reopening must read the results from the file"
+    chain, sub = bpy.data.objects["Chain"], bpy.data.objects["TableSub"]
+    _check_stored_whole(chain, "chain after reopening")
+    for k in (2, 5, 3):
+        chain.partfield.parts = k
+        assert_colors(chain, ref.labels(k), f"slider after reopening k={k}")
+    H.activate(chain)
+    bpy.context.scene.partfield.all_selected = False
+    assert bpy.ops.partfield.apply(mode="FACE_ATTRIBUTE") == {"FINISHED"}
+    check_face_attribute(chain, ref.labels(3))
+    sub.partfield.parts = 4
+    H.activate(sub)
+    assert bpy.ops.partfield.apply(mode="VERTEX_GROUPS") == {"FINISHED"}
+    check_vertex_groups(sub, sub_labels)
+
+
+def scenario_batch_resegment(args):
+    """Issue 17.1: the batch re-segments a .blend that was segmented before; its output .blend
+    carries the whole new result (the bug left a few bytes there)."""
+    import json
+    import os
+    import subprocess
+
+    H.install_addon()
+    H.clear_scene()
+    H.use_custom_model(args.weights)
+    chain, _ = H.boxes_chain()
+    compute_active(chain)
+    old = _result_bytes(chain)
+    work = Path(args.workdir)
+    (work / "in").mkdir(exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(work / "in" / "seg.blend"))
+    env = dict(os.environ)
+    env.pop("BLENDER_USER_RESOURCES", None)
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, str(H.REPO_ROOT / "partfield_blender" / "batch.py"), "--", str(work / "in"),
+           "--output", str(work / "out"), "--parts", "3", "--export", "blend", "--checkpoint", args.weights,
+           "--device", "cpu", "--threads", "1", "--points", "1500"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env, cwd=H.REPO_ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((work / "out" / "summary.json").read_text())
+    assert [r["status"] for r in summary["inputs"]] == ["ok"], summary
+    bpy.ops.wm.open_mainfile(filepath=str(work / "out" / "seg_k3.blend"))
+    chain = bpy.data.objects["Chain"]
+    res = _check_stored_whole(chain, "batch output")
+    assert _result_bytes(chain) != old, "the batch did not store its own result"
+    labels = res.labels(3)
+    check_vertex_groups(chain, labels)
+    chain.partfield.parts = 3
+    assert_colors(chain, labels, "slider on the batch output")
+
+
+def scenario_marker_trust(args):
+    """Issue 17.5: markers in a crafted file name the user's vertex groups and objects; Apply
+    and Remove Written Parts delete only what the add-on wrote."""
+    H.install_addon()
+    H.clear_scene()
+    H.use_custom_model(args.weights)
+    writers = H.addon_module("writers")
+    ops = H.addon_module("operators")
+    chain, _ = H.boxes_chain()
+    compute_active(chain)
+    nv = len(chain.data.vertices)
+    for name, verts in (("Head", [0, 1, 2]), ("Arm", [3, 4]), ("Part_01", [5])):
+        chain.vertex_groups.new(name=name).add(verts, 0.5, "REPLACE")
+    chain["partfield_vertex_groups"] = ["Head", "Arm", "Part_01"]  # crafted: the old marker form
+    lamp_me = bpy.data.meshes.new("LampMesh")
+    lamp_me.from_pydata([(0, 0, 0), (1, 0, 0), (0, 1, 0)], [], [(0, 1, 2)])
+    lamp = bpy.data.objects.new("Lamp", lamp_me)
+    props = bpy.data.collections.new("Props")
+    bpy.context.scene.collection.children.link(props)
+    props.objects.link(lamp)
+    props["partfield_source"] = chain  # crafted: claims the user's collection holds part objects
+    lamp["partfield_part"] = 0
+    path = str(Path(args.workdir) / "crafted.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.open_mainfile(filepath=path)
+    chain = bpy.data.objects["Chain"]
+    bpy.context.scene.partfield.all_selected = False
+
+    def user_things():
+        groups = {}
+        for g in chain.vertex_groups:
+            if g.name in ("Head", "Arm", "Part_01"):
+                groups[g.name] = sorted((v.index, round(e.weight, 3)) for v in chain.data.vertices
+                                        for e in v.groups if e.group == g.index)
+        return groups, "Lamp" in bpy.data.objects, "Props" in bpy.data.collections, \
+            [o.name for o in bpy.data.collections["Props"].objects] if "Props" in bpy.data.collections else None
+
+    users = user_things()
+    assert users[0] == {"Head": [(0, 0.5), (1, 0.5), (2, 0.5)], "Arm": [(3, 0.5), (4, 0.5)], "Part_01": [(5, 0.5)]}
+    assert not writers.has_outputs(chain), "crafted markers count as outputs"
+    assert "Remove Written Parts" not in panel_draw_smoke()
+
+    H.activate(chain)
+    k = chain.partfield.parts
+    labels = H.addon_module("storage").load(chain).face_labels(k)
+    assert bpy.ops.partfield.apply(mode="VERTEX_GROUPS") == {"FINISHED"}
+    assert user_things() == users, "Apply deleted groups a crafted marker named"
+    ours = writers.written_vertex_groups(chain)
+    assert len(ours) == k and "Part_01" not in ours and "Part_01.001" in ours, ours
+    assert bpy.ops.partfield.apply(mode="VERTEX_GROUPS") == {"FINISHED"}  # replaces only its own
+    assert user_things() == users and len(writers.written_vertex_groups(chain)) == k
+    assert len(chain.vertex_groups) == 3 + k, [g.name for g in chain.vertex_groups]
+    # Face sets: the writer's own are removed, the user's own (or edited ones) stay.
+    assert bpy.ops.partfield.apply(mode="FACE_ATTRIBUTE") == {"FINISHED"}
+    op_kept = []
+    writers.remove_face_attribute(chain, op_kept)
+    assert chain.data.attributes.get(".sculpt_face_set") is None and not op_kept
+    assert bpy.ops.partfield.apply(mode="FACE_ATTRIBUTE") == {"FINISHED"}
+    user_sets = writers.read_face_attribute(chain, ".sculpt_face_set")
+    user_sets[:4] = 99  # the user sculpts new face sets after Apply
+    chain.data.attributes[".sculpt_face_set"].data.foreach_set("value", user_sets)
+    assert bpy.ops.partfield.apply(mode="SEPARATE_OBJECTS") == {"FINISHED"}
+    assert user_things() == users, "Separate Objects deleted objects of a crafted collection"
+    coll = writers.parts_collection(chain)
+    assert coll is not None and coll.name != "Props" and len(coll.objects) == k
+    # The user moves an object of their own into the parts collection, and a forged marker
+    # with a wrong token names their groups.
+    mine = bpy.data.objects.new("Mine", bpy.data.meshes.new("MineMesh"))
+    coll.objects.link(mine)
+    mine["partfield_part"] = 1
+    forged = bpy.data.collections.new("Forged")
+    bpy.context.scene.collection.children.link(forged)
+    forged["partfield_source"] = chain
+    forged["partfield_token"] = "0" * 32
+    forged.objects.link(bpy.data.objects["Lamp"])
+
+    class Clear:
+        outputs = True
+        reports = []
+
+        def report(self, kind, msg):
+            self.reports.append((set(kind), msg))
+
+    op = Clear()
+    assert bpy.types.PARTFIELD_OT_clear.execute(op, bpy.context) == {"FINISHED"}
+    assert user_things() == users, "Remove Written Parts deleted the user's groups or objects"
+    assert "Mine" in bpy.data.objects and "Lamp" in bpy.data.objects and "Forged" in bpy.data.collections
+    assert np.array_equal(writers.read_face_attribute(chain, ".sculpt_face_set"), user_sets), "user face sets lost"
+    assert chain.data.attributes.get("partfield_part") is None
+    assert writers.written_vertex_groups(chain) == [] and len(chain.vertex_groups) == 3
+    assert not any(o.get("partfield_token") for o in bpy.data.objects), "part objects left behind"
+    assert not chain.hide_get(), "original not shown again"
+    warn = [m for kind, m in op.reports if "WARNING" in kind]
+    assert warn and "did not write" in warn[0] and "Mine" in warn[0] and "face sets of 'Chain'" in warn[0], op.reports
+    assert mine.users_collection and mine.users_collection[0].get("partfield_source") is None, \
+        "the collection kept for the user's object is still marked as a parts collection"
+    # a forged dict marker with the right form but a wrong token, and our token on a foreign name
+    chain["partfield_vertex_groups"] = {"token": "f" * 32, "names": ["Head", "Arm"]}
+    assert writers.remove_vertex_groups(chain) == 0
+    chain["partfield_vertex_groups"] = {"token": writers.output_token(chain), "names": ["Head", "Arm"]}
+    kept = []
+    assert writers.remove_vertex_groups(chain, kept) == 0 and kept == ["Head", "Arm"]
+    assert user_things() == users
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.open_mainfile(filepath=path)
+    chain = bpy.data.objects["Chain"]
+    assert user_things() == users and nv == len(chain.data.vertices)
+    assert ops is not None
+
+
+def _tamper_cases(chain):
+    """(what, {property: value}, message part): each makes the stored result unusable."""
+    import sys as _sys
+
+    _sys.path.insert(0, str(H.REPO_ROOT / "tests"))
+    import result_crafts as C
+
+    from model_runtime.result import SegmentationResult
+
+    storage = H.addon_module("storage")
+    good = _result_bytes(chain)
+    res = SegmentationResult.from_bytes(good)
+    a = C.arrays_of(res)
+    p = res.num_polygons
+    f = (200 << 20) // (4 * p)
+    bomb = C.with_entry(a, "features", C.npy_header((p, f), np.float32), 4 * p * f)
+    cyc = dict(a)
+    cyc["children"] = C.three_cycle(res.tree, [2 * p - 3, 2 * p - 10, 2 * p - 20])
+    m = storage.meta(chain)
+    return [
+        ("meta a string", {"partfield_meta": "not a dict"}, "'partfield_meta' is not a dictionary"),
+        ("meta without a stamp", {"partfield_meta": {k: v for k, v in m.items() if k != "stamp"}}, "no valid 'stamp'"),
+        ("result an int", {"partfield_result": 5}, "it is int, not bytes"),
+        ("truncated", {"partfield_result": good[: len(good) // 3]}, "BadZipFile"),
+        ("npz bomb", {"partfield_result": bomb}, "bytes uncompressed in a"),
+        ("cycle", {"partfield_result": C.npz(cyc)}, "broken merge tree"),
+        ("other mesh", {"partfield_meta": dict(m, result_polygons=p + 1, stamp="x" * 32),
+                        "partfield_face_map": np.zeros(p, np.int32).tobytes()}, f"is for {p} faces, the mesh has {p + 1}"),
+        ("face map short", {"partfield_face_map": b"\x00" * 8}, "'partfield_face_map' holds 8 bytes"),
+    ]
+
+
+def scenario_damaged_results(args):
+    """Issue 17.3/17.4: a damaged or tampered stored result (meta not a dict, not bytes, cut,
+    an npz bomb, a merge tree with a cycle, counts that do not fit): the slider, Apply, the
+    preview toggle and the panel report it or ignore it, never raise, never hang, allocate
+    little, and change nothing; Clear and a new compute recover."""
+    import tracemalloc
+
+    H.install_addon()
+    H.clear_scene()
+    H.use_custom_model(args.weights)
+    storage = H.addon_module("storage")
+    chain, _ = H.boxes_chain()
+    compute_active(chain)
+    keys = ("partfield_result", "partfield_meta", "partfield_face_map")
+    saved = {k: storage._read_back(chain, k) for k in keys if k in chain}
+    cases = _tamper_cases(chain)
+    path = str(Path(args.workdir) / "damaged.blend")
+    bpy.context.scene.partfield.all_selected = False
+    for what, props, message in cases:
+        chain = bpy.data.objects["Chain"]
+        for k in keys:
+            if k in chain:
+                del chain[k]
+        for k, v in {**saved, **props}.items():
+            chain[k] = v
+        bpy.ops.wm.save_as_mainfile(filepath=path)  # reopened, as a user would get the file
+        bpy.ops.wm.open_mainfile(filepath=path)
+        chain = bpy.data.objects["Chain"]
+        H.activate(chain)
+        colours = corner_colors(chain)
+        before = (_state(chain), {k: storage._read_back(chain, k) for k in keys if k in chain},
+                  sorted(o.name for o in bpy.data.objects))
+        tracemalloc.start()
+        t = time.perf_counter()
+        try:
+            for k in (2, 4):
+                chain.partfield.parts = k  # the update callback must neither raise nor hang
+            texts = panel_draw_smoke()
+            assert bpy.ops.partfield.apply(mode="VERTEX_GROUPS") == {"CANCELLED"}, what
+            assert H.addon_module("properties").recolor_object(chain) is False, what  # what the slider runs
+
+            class Apply:
+                mode = "FACE_ATTRIBUTE"
+                reports = []
+
+                def report(self, kind, msg):
+                    self.reports.append((set(kind), msg))
+
+            op = Apply()
+            assert bpy.types.PARTFIELD_OT_apply.execute(op, bpy.context) == {"CANCELLED"}
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        seconds = time.perf_counter() - t
+        assert seconds < 10, f"{what}: {seconds:.1f} s"
+        assert peak < 32 << 20, f"{what}: {peak / 2**20:.0f} MiB allocated"
+        assert "The stored PartField result cannot be used:" in texts, (what, texts)
+        assert any(message in t for t in texts) or message in " ".join(texts).replace("\n", " ") or \
+            message in "".join(texts), (what, message, texts)
+        (kind, msg), = op.reports
+        assert kind == {"WARNING"} and message in msg and "'Chain'" in msg and "Compute PartField again" in msg, \
+            (what, op.reports)
+        after = (_state(chain), {k: storage._read_back(chain, k) for k in keys if k in chain},
+                 sorted(o.name for o in bpy.data.objects))
+        assert after == before, f"{what}: the scene changed"
+        got = corner_colors(chain)
+        assert (got is None and colours is None) or np.array_equal(got, colours), f"{what}: preview changed"
+        print(f"  {what}: reported in {seconds * 1000:.0f} ms, peak {peak / 2**20:.1f} MiB: {msg}", flush=True)
+    # Recover: Clear forgets the damaged result, a new compute stores a good one.
+    assert bpy.ops.partfield.clear() == {"FINISHED"}
+    assert not storage.has_result(chain) and "The stored PartField result cannot be used:" not in panel_draw_smoke()
+    compute_active(chain)
+    _check_stored_whole(chain, "recomputed")
+    assert bpy.ops.partfield.apply(mode="FACE_ATTRIBUTE") == {"FINISHED"}
+
+
+SCENARIOS.update({
+    "store_twice": scenario_store_twice,
+    "batch_resegment": scenario_batch_resegment,
+    "marker_trust": scenario_marker_trust,
+    "damaged_results": scenario_damaged_results,
+})
+
 def main():
     argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
     ap = argparse.ArgumentParser()
