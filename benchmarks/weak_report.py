@@ -73,8 +73,11 @@ def main(argv=None) -> int:
             print("|---|---|" + "---|" * len(ms))
             for c in ["all"] + cats:
                 sel = [s for s in shapes if c == "all" or s.startswith(c + "/")]
-                cells = [f"{np.mean([sugg[ds][m][s][1] for s in sel]):.3f} ({np.mean([sugg[ds][m][s][0] for s in sel]):.1f})"
-                         for m in ms]
+                cells = []
+                for m in ms:
+                    miou = np.mean([sugg[ds][m][s][1] for s in sel])
+                    k = np.mean([sugg[ds][m][s][0] for s in sel])
+                    cells.append(f"{miou:.3f} ({k:.1f})")
                 print(f"| {c} | {len(sel)} | " + " | ".join(cells) + " |")
         if args.reference in per_method:
             best = best_of_k_per_shape({m: {s: {int(k): v for k, v in per_method[m][s].items()} for s in shapes}

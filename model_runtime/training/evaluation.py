@@ -334,7 +334,8 @@ def summarise_suggested(shapes: list[EvalShape], suggested: dict, level: str = "
             ms = [per_shape[s.name][1][level] for s in sel]
             return {"k_mean": float(np.mean(ks)), "miou": float(np.mean(ms)), "n": len(sel)}
         entry = agg(shapes)
-        entry["categories"] = {c: agg([s for s in shapes if s.category == c]) for c in sorted({s.category for s in shapes})}
+        cats = sorted({s.category for s in shapes})
+        entry["categories"] = {c: agg([s for s in shapes if s.category == c]) for c in cats}
         out[name] = entry
     return out
 
@@ -349,8 +350,8 @@ def format_suggested(summary: dict, title: str) -> str:
              "| category | n | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for label, cells in [("all", [summary[n] for n in names])] + [(c, [summary[n]["categories"][c] for n in names])
                                                                   for c in cats]:
-        lines.append(f"| {label} | {cells[0]['n']} | " + " | ".join(f"{c['miou']:.3f} ({c['k_mean']:.1f})" for c in cells)
-                     + " |")
+        row = " | ".join(f"{c['miou']:.3f} ({c['k_mean']:.1f})" for c in cells)
+        lines.append(f"| {label} | {cells[0]['n']} | {row} |")
     return "\n".join(lines)
 
 

@@ -65,7 +65,6 @@ def bust(rng) -> Assembly:
     head = a.leaf(ell(hc, [hr * 0.82, hr * 0.95, hr * 1.12], turn),
                   ell(hc + turn @ np.array([0, hr * 0.45, -hr * 0.6]), [hr * 0.5, hr * 0.45, hr * 0.4], turn))
     face = [head]
-    fwd = turn @ _Y
     nose = a.leaf(ell(hc + turn @ np.array([0, hr * 0.95, -hr * 0.05]), [hr * 0.14, hr * 0.25, hr * 0.3], turn))
     face.append(nose)
     if rng.random() < 0.8:
@@ -84,7 +83,6 @@ def bust(rng) -> Assembly:
         a.leaf(cyl([0, 0, zc - ph], [0, 0, zc + 0.005], pr) if rng.random() < 0.6
                else box([0, 0, zc - ph / 2], [pr, pr, ph / 2]))
         a.group(torso, neck)
-    del fwd
     return a
 
 
@@ -403,8 +401,8 @@ def bearing(rng) -> Assembly:
         else:
             rr = gap * 0.52
             n = int(max(6, min(20, np.floor(2 * np.pi * rc / (2.4 * rr)))))
-            balls = [a.leaf(cyl([rc * np.cos(t), rc * np.sin(t), -hw * 0.8], [rc * np.cos(t), rc * np.sin(t), hw * 0.8], rr))
-                     for t in 2 * np.pi * np.arange(n) / n]
+            axis_pts = [np.array([rc * np.cos(t), rc * np.sin(t), 0.0]) for t in 2 * np.pi * np.arange(n) / n]
+            balls = [a.leaf(cyl(c - [0, 0, hw * 0.8], c + [0, 0, hw * 0.8], rr)) for c in axis_pts]
         races = a.group(outer, inner)
         if rng.random() < 0.4:  # a shaft through the inner race
             sl = rng.uniform(0.4, 1.2)
@@ -467,8 +465,8 @@ def machine_part(rng) -> Assembly:
             bolts = []
             if rng.random() < 0.7:
                 bolts = _bolt_circle(a, rng, [0, 0, z], _Z, circle, n, rbolt, rbolt * 1.3, tf)
-            holes = [cyl([np.cos(t) * circle, np.sin(t) * circle, z - 2 * tf], [np.cos(t) * circle, np.sin(t) * circle, z + 2 * tf],
-                         rbolt * 1.1) for t in 2 * np.pi * (np.arange(n) + 0.5) / n]
+            centres = [np.array([np.cos(t) * circle, np.sin(t) * circle, z]) for t in 2 * np.pi * (np.arange(n) + 0.5) / n]
+            holes = [cyl(c - [0, 0, 2 * tf], c + [0, 0, 2 * tf], rbolt * 1.1) for c in centres]
             a.drill(fl, *holes)
             groups.append(a.group(fl, a.group(*bolts)) if bolts else fl)
             z += tf * 2 + rng.uniform(0.1, 0.3)
