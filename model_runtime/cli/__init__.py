@@ -5,6 +5,9 @@ import importlib
 import os
 import sys
 
+DESCRIPTION = ("PartField: split 3D meshes into parts with a feedforward part feature field "
+               "(no Blender needed). Run 'COMMAND --help' for a command's options and examples.")
+
 # (module name under model_runtime.cli, help line). Add a line per new subcommand.
 SUBCOMMANDS = [
     ("info", "describe a checkpoint file"),
@@ -18,7 +21,7 @@ SUBCOMMANDS = [
 
 def build_parser() -> argparse.ArgumentParser:
     prog = "partfield" if os.path.basename(sys.argv[0]) == "partfield" else "python -m model_runtime"
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_line in SUBCOMMANDS:
         try:
