@@ -25,7 +25,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-REFERENCE = REPO.parent / "shared" / "partfield_reference"
 
 
 def _yacs_cfgnode_class():
@@ -147,16 +146,13 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(REFERENCE))
-    from reference_weights import reference_state_dict
-
     from model_runtime import weights_download as wd
+    from tests.reference_model import reference_state_dict
 
-    manifest = json.loads((REFERENCE / "state_dict_manifest.json").read_text())["state_dict"]
     work = Path(tempfile.mkdtemp(prefix="pf_bench_ckpt_", dir=args.tmp))
     try:
         t0 = time.perf_counter()
-        state = reference_state_dict(manifest)
+        state = reference_state_dict()
         n_params = sum(t.numel() for t in state.values())
         ckpt = work / wd.CHECKPOINT_FILENAME
         write_lightning_standin(ckpt, state)

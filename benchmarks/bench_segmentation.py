@@ -10,7 +10,7 @@ and texel-aware vs the original 1000-random-point per-face features.
 case. Meshes are closed tori of the requested face count with a lumpy profile; features are
 a smooth random triplane field decoded at face centres (the tree's cost does not depend
 on where features come from). `features` uses the released network with the shared
-stand-in weights (reference_weights.py) on COSEG meshes: one encode of 100k points, then
+stand-in weights (tests/reference_model.py) on COSEG meshes: one encode of 100k points, then
 both feature methods from the same triplanes. `fused` times the default clustering space
 (`part_embedding`, "fused") against features alone, embedding and tree, on the same tori.
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+COSEG = Path(os.environ.get("PARTFIELD_COSEG_DIR") or ROOT.parent / "shared" / "datasets" / "coseg_subset")
 sys.path.insert(0, str(ROOT))
 
 
@@ -203,11 +203,9 @@ def stand_in_released():
     from model_runtime.config import PartFieldConfig
     from model_runtime.field_model import FieldModel
 
-    sys.path.insert(0, str(SHARED / "partfield_reference"))
-    from reference_weights import reference_state_dict
+    from tests.reference_model import reference_state_dict
 
-    manifest = json.loads((SHARED / "partfield_reference" / "state_dict_manifest.json").read_text())["state_dict"]
-    weights = LoadedWeights(reference_state_dict(manifest), PartFieldConfig.released(), "state_dict")
+    weights = LoadedWeights(reference_state_dict(), PartFieldConfig.released(), "state_dict")
     return FieldModel(build_network(weights), torch.device("cpu"), torch.float32, "stand-in released", weights)
 
 
@@ -227,7 +225,11 @@ def run_features(args):
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
     for name in args.meshes:
         cat, ident = name.split("/")
-        mesh = read_mesh(SHARED / "datasets" / "coseg_subset" / cat / "shapes" / f"{ident}.off")
+        path = COSEG / cat / "shapes" / f"{ident}.off"
+        if not path.is_file():
+            print(f"skipped: {path} not found (set PARTFIELD_COSEG_DIR to the COSEG subset)", file=sys.stderr)
+            continue
+        mesh = read_mesh(path)
         norm = Normalization.from_mesh(mesh)
         vn = norm.apply(mesh.vertices)
         sample = sample_mesh(mesh, 100_000, seed=0, normalization=norm)

@@ -8,6 +8,27 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+# Sane range of every integer field (inclusive). A config read from a file's metadata is
+# checked against these before any module is built, so a tampered file cannot ask for a
+# network that takes minutes to build or gigabytes to hold. The released model sits well
+# inside every range.
+FIELD_RANGES = {
+    "point_in_channels": (8, 9),
+    "pvconv_channels": (1, 2048),
+    "voxel_resolution": (2, 256),
+    "plane_resolution": (4, 1024),
+    "unet_channels": (1, 1024),
+    "unet_depth": (1, 8),
+    "transformer_width": (1, 8192),
+    "transformer_depth": (0, 64),
+    "transformer_heads": (1, 256),
+    "transformer_mlp_ratio": (1, 16),
+    "out_channels": (1, 4096),
+    "sdf_channels": (0, 4095),
+    "num_points": (1, 100_000_000),
+}
+NAME_MAX = 200
+
 
 @dataclass(frozen=True)
 class PartFieldConfig:
@@ -80,14 +101,40 @@ class PartFieldConfig:
         return dataclasses.asdict(self)
 
     @classmethod
+    def small_normals(cls) -> "PartFieldConfig":
+        """`small` that also reads the surface normal at each input point (`point_normals`)."""
+        return dataclasses.replace(cls.small(), name="partfield-small-normals", point_in_channels=9,
+                                   point_normals=True)
+
+    @classmethod
     def from_dict(cls, data: dict) -> "PartFieldConfig":
+        """A validated config from a plain dict (e.g. file metadata); ValueError when it is not one."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a network config must be a JSON object, not {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(str(k) for k in set(data) - known)
         if unknown:
-            raise ValueError(f"unknown PartFieldConfig fields: {', '.join(unknown)}")
-        return cls(**data)
+            raise ValueError(f"unknown PartFieldConfig fields: {', '.join(unknown[:5])}")
+        cfg = cls(**data)
+        cfg.validate()
+        return cfg
 
     def validate(self) -> None:
+        """ValueError unless every field has its type and lies in its range (`FIELD_RANGES`)."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "name":
+                if not isinstance(value, str) or len(value) > NAME_MAX:
+                    raise ValueError(f"name must be a string of at most {NAME_MAX} characters")
+            elif f.name in ("point_normals", "dead_modules"):
+                if not isinstance(value, bool):
+                    raise ValueError(f"{f.name} must be true or false, got {value!r:.40}")
+            else:
+                lo, hi = FIELD_RANGES[f.name]
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ValueError(f"{f.name} must be an integer, got {value!r:.40}")
+                if not lo <= value <= hi:
+                    raise ValueError(f"{f.name} = {value} is outside the supported range {lo}..{hi}")
         want = 9 if self.point_normals else 8
         if self.point_in_channels != want:
             raise ValueError(f"point_in_channels must be {want} when point_normals is {self.point_normals}")

@@ -38,27 +38,126 @@ class Connectivity:
         return int(self.matrix.shape[0])
 
 
+_CELL_BITS = 21  # per axis in the packed cell key (3 x 21 bits in an int64)
+_PAIR_CHUNK = 1 << 21  # point pairs tested per vectorised step
+_SMALL_CELL_PAIR = 4096  # cell pairs with more point pairs than this are tested with a KD-tree
+
+
 def weld_map(vertices, tolerance=DEFAULT_WELD_TOLERANCE, mask=None) -> np.ndarray:
-    """(V,) index of the representative of each vertex; vertices closer than
-    `tolerance` x bbox diagonal (and chains of them) share one representative."""
+    """(V,) index of the representative (lowest index) of each vertex; vertices closer than
+    `tolerance` x bbox diagonal (and chains of them) share one representative.
+
+    Grid hashing in bounded memory: space is cut into cells of side t/sqrt(3) (t the weld
+    distance), so the vertices of one cell are all within t of each other and weld at once,
+    however many there are; cells up to two apart are then joined when any of their vertices
+    are within t. Memory is linear in the vertex count, even when thousands of vertices sit
+    on one point. (Tolerances below ~1e-6 of the diagonal are raised to what 21-bit cell
+    coordinates can resolve.)"""
     v = np.asarray(vertices, dtype=np.float64)
     rep = np.arange(v.shape[0], dtype=np.int64)
     idx = np.arange(v.shape[0]) if mask is None else np.flatnonzero(mask)
-    if idx.size < 2 or tolerance <= 0:
+    if idx.size < 2 or not tolerance > 0:
         return rep
     pts = v[idx]
-    diag = float(np.linalg.norm(np.ptp(pts, axis=0)))
-    if not diag > 0:
+    lo = pts.min(axis=0)
+    ext = pts.max(axis=0) - lo
+    diag = float(np.linalg.norm(ext))
+    if not np.isfinite(diag) or not diag > 0:
         return rep
-    pairs = cKDTree(pts).query_pairs(tolerance * diag, output_type="ndarray")
-    if pairs.shape[0] == 0:
-        return rep
-    g = sp.coo_matrix((np.ones(pairs.shape[0]), (pairs[:, 0], pairs[:, 1])), shape=(idx.size, idx.size))
+    t = tolerance * diag
+    side = max(t / np.sqrt(3.0), float(ext.max()) / (2**_CELL_BITS - 8))
+    t = max(t, side * np.sqrt(3.0))
+    cell = np.floor((pts - lo) / side).astype(np.int64)
+    key = (cell[:, 0] << (2 * _CELL_BITS)) | (cell[:, 1] << _CELL_BITS) | cell[:, 2]
+    ukey, cell_of = np.unique(key, return_inverse=True)
+    cell_of = cell_of.reshape(-1)
+    c = ukey.size
+    order = np.argsort(cell_of, kind="stable")
+    counts = np.bincount(cell_of, minlength=c)
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    ucell = np.stack([ukey >> (2 * _CELL_BITS), (ukey >> _CELL_BITS) & (2**_CELL_BITS - 1),
+                      ukey & (2**_CELL_BITS - 1)], axis=1)
+    # Neighbouring cell pairs (a, b), a < b in key order: half of the 5^3 - 1 offsets.
+    offs = np.array([(dx, dy, dz) for dx in range(-2, 3) for dy in range(-2, 3) for dz in range(-2, 3)
+                     if (dx, dy, dz) > (0, 0, 0)], dtype=np.int64)
+    pa, pb = [], []
+    for o in offs:
+        nb = ucell + o
+        ok = ((nb >= 0) & (nb < 2**_CELL_BITS)).all(axis=1)
+        nkey = (nb[:, 0] << (2 * _CELL_BITS)) | (nb[:, 1] << _CELL_BITS) | nb[:, 2]
+        pos = np.searchsorted(ukey, nkey)
+        hit = ok & (pos < c)
+        hit[hit] &= ukey[pos[hit]] == nkey[hit]
+        pa.append(np.flatnonzero(hit))
+        pb.append(pos[hit])
+    pa = np.concatenate(pa)
+    pb = np.concatenate(pb)
+    joined = _close_cell_pairs(pts, order, starts, counts, pa, pb, t)
+    g = sp.coo_matrix((np.ones(joined.shape[0]), (joined[:, 0], joined[:, 1])), shape=(c, c))
     _, lab = connected_components(g, directed=False)
-    first = np.full(lab.max() + 1, idx.size, dtype=np.int64)
-    np.minimum.at(first, lab, np.arange(idx.size))
-    rep[idx] = idx[first[lab]]
+    group = lab[cell_of]
+    first = np.full(group.max() + 1, idx.size, dtype=np.int64)
+    np.minimum.at(first, group, np.arange(idx.size))
+    rep[idx] = idx[first[group]]
     return rep
+
+
+def _close_cell_pairs(pts, order, starts, counts, pa, pb, t):
+    """The cell pairs among (pa, pb) with at least one point pair within distance t: (K, 2)."""
+    t2 = t * t
+    work = counts[pa] * counts[pb]
+    out = []
+    small = np.flatnonzero(work <= _SMALL_CELL_PAIR)
+    if small.size:
+        cum = np.cumsum(work[small])
+        bounds = np.searchsorted(cum, np.arange(_PAIR_CHUNK, cum[-1] + _PAIR_CHUNK, _PAIR_CHUNK))
+        lo = 0
+        for hi in np.r_[bounds, small.size]:
+            hi = int(min(max(hi, lo + 1), small.size))
+            if hi <= lo:
+                continue
+            sel = small[lo:hi]
+            w = work[sel]
+            rep = np.repeat(np.arange(sel.size), w)
+            local = np.arange(rep.size) - np.repeat(np.cumsum(w) - w, w)
+            nb = counts[pb[sel]][rep]
+            i = order[starts[pa[sel]][rep] + local // nb]
+            j = order[starts[pb[sel]][rep] + local % nb]
+            close = ((pts[i] - pts[j]) ** 2).sum(axis=1) <= t2
+            out.append(np.unique(sel[rep[close]]))
+            lo = hi
+    trees, boxes = {}, {}
+
+    def box(cell):
+        if cell not in boxes:
+            p = pts[order[starts[cell]:starts[cell] + counts[cell]]]
+            boxes[cell] = (p, p.min(axis=0), p.max(axis=0))
+        return boxes[cell]
+
+    big = []
+    for k in np.flatnonzero(work > _SMALL_CELL_PAIR):
+        a, b = int(pa[k]), int(pb[k])
+        if counts[a] < counts[b]:
+            a, b = b, a  # the tree on the bigger cell, queried by the smaller one
+        (qa, amin, amax), (qb, bmin, bmax) = box(a), box(b)
+        gap = np.maximum(0.0, np.maximum(amin - bmax, bmin - amax))
+        if (gap**2).sum() > t2:
+            continue  # the boxes are farther apart than t
+        span = np.maximum(amax, bmax) - np.minimum(amin, bmin)
+        if (span**2).sum() <= t2:
+            big.append(k)  # every pair is within t (e.g. vertices collapsed onto a point)
+            continue
+        near = qb[((qb >= amin - t) & (qb <= amax + t)).all(axis=1)]
+        if near.shape[0] == 0:
+            continue
+        if a not in trees:
+            trees[a] = cKDTree(qa)
+        d, _ = trees[a].query(near, k=1, distance_upper_bound=t * (1 + 1e-12))
+        if (d <= t).any():
+            big.append(k)
+    out.append(np.asarray(big, dtype=np.int64))
+    hit = np.concatenate(out).astype(np.int64)
+    return np.stack([pa[hit], pb[hit]], axis=1) if hit.size else np.zeros((0, 2), np.int64)
 
 
 def edge_pairs(mesh, vertex_map=None):

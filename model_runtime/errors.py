@@ -13,6 +13,10 @@ class InputError(PartFieldError):
     """A mesh or point cloud cannot be processed (empty, non-finite, too small ...)."""
 
 
+class MeshFileError(InputError):
+    """A mesh file cannot be read: missing, unreadable, truncated, malformed or hostile."""
+
+
 class DeviceOutOfMemoryError(PartFieldError):
     """The compute device ran out of memory."""
 

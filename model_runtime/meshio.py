@@ -1,43 +1,92 @@
-"""Read OBJ / PLY / OFF / GLB files into `MeshArrays`; write a part-coloured PLY.
+"""Read OBJ / PLY / OFF / STL / glTF (.glb, .gltf) files into `MeshArrays`; write a
+part-coloured PLY.
 
 Small readers of our own (no extra dependency): OBJ with n-gons and negative indices,
-PLY ascii and binary (little/big endian), OFF (with optional colours), and binary glTF
-(.glb) triangle meshes with node transforms.
+PLY ascii and binary (little/big endian), OFF (with optional colours), STL ascii and binary
+(coincident corners shared), and glTF triangle meshes with node transforms (.glb, or .gltf
+with embedded or side-by-side buffers). `.blend` and `.fbx` need Blender: `BLENDER_FORMATS`
+names them so callers can point to the batch script.
 """
 from __future__ import annotations
 
+import functools
 import json
+import os
 import struct
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, MeshFileError
 from .mesh import MeshArrays
 
 READERS = {}
+# Mesh formats only Blender reads (the batch script: partfield_blender/batch.py).
+BLENDER_FORMATS = (".blend", ".fbx")
+BATCH_HINT = "use the Blender batch script: python partfield_blender/batch.py -- FILE --output DIR"
+
+
+def supported_suffixes() -> tuple:
+    """The suffixes `read_mesh` reads, sorted."""
+    return tuple(sorted(READERS))
+
+
+def format_problem(path) -> str | None:
+    """Why `path` cannot be read by its suffix (a one-line message), or None when it can."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in READERS:
+        return None
+    if suffix in BLENDER_FORMATS:
+        return f"{path.name}: {suffix[1:].upper()} files need Blender; {BATCH_HINT}"
+    names = ", ".join(s[1:].upper() for s in supported_suffixes())
+    return f"{path.name}: unsupported mesh format '{suffix}' (use {names})"
 
 
 def read_mesh(path) -> MeshArrays:
-    """Read a mesh file by its suffix (.obj, .ply, .off, .glb)."""
+    """Read a mesh file by its suffix (see `supported_suffixes()`).
+
+    Whatever the bytes are, the only error is `MeshFileError` (an `InputError`) naming the file:
+    parse failures, truncation, hostile structure (cycles, out-of-range views), running out of
+    memory and OS read errors are all reported that way."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in READERS:
-        raise InputError(f"{path.name}: unsupported mesh format '{suffix}' (use OBJ, PLY, OFF or GLB)")
+    problem = format_problem(path)
+    if problem:
+        raise MeshFileError(problem)
+    if path.is_dir():
+        raise MeshFileError(f"{path}: is a folder, not a mesh file")
     if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    try:
-        return READERS[suffix](path)
-    except InputError:
-        raise
-    except (ValueError, IndexError, KeyError, struct.error, UnicodeDecodeError) as exc:
-        raise InputError(f"{path.name}: cannot parse {suffix[1:].upper()} file ({exc})") from exc
+        raise MeshFileError(f"{path}: no such file")
+    return READERS[suffix](path)
 
 
 def _reader(suffix):
+    """Register a reader; the registered (and exported) function reports any failure on the
+    file's bytes as `MeshFileError` naming the file, also when called directly (batch does)."""
+    kind = suffix[1:].upper()
+
     def wrap(fn):
-        READERS[suffix] = fn
-        return fn
+        @functools.wraps(fn)
+        def read(path):
+            path = Path(path)
+            try:
+                return fn(path)
+            except MeshFileError:
+                raise
+            except InputError as exc:
+                raise MeshFileError(str(exc) if path.name in str(exc) else f"{path.name}: {exc}") from None
+            except MemoryError:
+                raise MeshFileError(f"{path.name}: not enough memory to read this {kind} file") from None
+            except OSError as exc:
+                raise MeshFileError(f"{path.name}: cannot read the file ({exc.strerror or exc})") from None
+            except Exception as exc:  # IndexError, KeyError, TypeError, RecursionError, struct.error ...
+                raise MeshFileError(
+                    f"{path.name}: cannot parse {kind} file ({type(exc).__name__}: {str(exc)[:200]})"
+                ) from None
+
+        READERS[suffix] = read
+        return read
     return wrap
 
 
@@ -84,6 +133,8 @@ def read_off(path) -> MeshArrays:
         counts = rest[0].split()
         rest = rest[1:]
     nv, nf = int(counts[0]), int(counts[1])
+    if nv < 0 or nf < 0:
+        raise InputError(f"{Path(path).name}: negative element counts in the OFF header")
     if len(rest) < nv + nf:
         raise InputError(f"{Path(path).name}: OFF file is truncated ({len(rest)} of {nv + nf} lines)")
     verts = np.array([ln.split()[:3] for ln in rest[:nv]], dtype=np.float64)
@@ -91,6 +142,8 @@ def read_off(path) -> MeshArrays:
     for ln in rest[nv:nv + nf]:
         tok = ln.split()
         n = int(tok[0])
+        if n < 0 or len(tok) < 1 + n:
+            raise InputError(f"{Path(path).name}: a face line declares {n} corners but lists {len(tok) - 1} values")
         polys.append([int(t) for t in tok[1:1 + n]])  # anything after is a colour
     return _polygons_to_mesh(verts, polys)
 
@@ -120,6 +173,8 @@ def read_ply(path) -> MeshArrays:
             fmt = tok[1]
         elif tok[0] == "element":
             elements.append({"name": tok[1], "count": int(tok[2]), "props": []})
+            if elements[-1]["count"] < 0:
+                raise InputError(f"{Path(path).name}: negative element count in the PLY header")
         elif tok[0] == "property" and elements:
             if tok[1] == "list":
                 elements[-1]["props"].append((tok[4], "list", _PLY_TYPES[tok[2]], _PLY_TYPES[tok[3]]))
@@ -133,7 +188,12 @@ def read_ply(path) -> MeshArrays:
 
 
 def _ply_ascii(text, elements, path):
-    lines = iter(text.splitlines())
+    all_lines = text.splitlines()
+    need = sum(el["count"] for el in elements)
+    if need > len(all_lines):
+        raise InputError(f"{Path(path).name}: truncated ASCII PLY (the header announces {need:,} element "
+                         f"lines, the body has {len(all_lines):,})")
+    lines = iter(all_lines)
     verts, polys = None, []
     for el in elements:
         names = [p[0] for p in el["props"]]
@@ -145,6 +205,8 @@ def _ply_ascii(text, elements, path):
             for _ in range(el["count"]):
                 tok = next(lines).split()
                 n = int(tok[0])
+                if n < 0 or len(tok) < 1 + n:
+                    raise InputError(f"{Path(path).name}: a face line declares {n} corners but lists {len(tok) - 1}")
                 polys.append([int(t) for t in tok[1:1 + n]])
         else:
             for _ in range(el["count"]):
@@ -201,18 +263,26 @@ _GLTF_COMPONENTS = {5120: "i1", 5121: "u1", 5122: "i2", 5123: "u2", 5125: "u4", 
 _GLTF_WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}
 
 
-def _accessor(doc, binary, index):
+def _accessor(doc, buffers, index):
     acc = doc["accessors"][index]
     if "sparse" in acc:
         raise InputError("sparse glTF accessors are not supported")
     view = doc["bufferViews"][acc["bufferView"]]
-    if view.get("buffer", 0) != 0:
-        raise InputError("GLB files with external buffers are not supported")
+    binary = buffers[view.get("buffer", 0)]
     comp = np.dtype("<" + _GLTF_COMPONENTS[acc["componentType"]])
     width = _GLTF_WIDTH[acc["type"]]
     count = acc["count"]
     start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
     stride = view.get("byteStride") or comp.itemsize * width
+    ints = (count, start, stride, view.get("byteOffset", 0), view.get("byteLength", 0))
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ints) or \
+            stride < comp.itemsize * width:
+        raise InputError("malformed glTF accessor or buffer view")
+    # The accessor must lie inside its view and the view inside the binary chunk.
+    view_end = view.get("byteOffset", 0) + view.get("byteLength", 0)
+    end = start + (count - 1) * stride + comp.itemsize * width if count else start
+    if end > min(view_end, len(binary)):
+        raise InputError(f"a glTF accessor reaches past its buffer ({end:,} > {min(view_end, len(binary)):,} bytes)")
     if stride == comp.itemsize * width:
         arr = np.frombuffer(binary, comp, count * width, start).reshape(count, width)
     else:
@@ -256,16 +326,50 @@ def read_glb(path) -> MeshArrays:
         offset += 8 + length
     if doc is None:
         raise InputError(f"{Path(path).name}: GLB file has no JSON chunk")
+    buffers = [binary] + [None] * max(0, len(doc.get("buffers", [])) - 1)
+    for i, buf in enumerate(doc.get("buffers", [])):
+        if "uri" in buf:
+            buffers[i] = _gltf_buffer(path, buf["uri"])
+    return _gltf_mesh(doc, buffers, path)
+
+
+@_reader(".gltf")
+def read_gltf(path) -> MeshArrays:
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    buffers = [_gltf_buffer(path, buf.get("uri")) for buf in doc.get("buffers", [])]
+    return _gltf_mesh(doc, buffers, path)
+
+
+def _gltf_buffer(path, uri) -> bytes:
+    """A .gltf buffer: a base64 data URI or a file next to the .gltf."""
+    import base64
+    import urllib.parse
+
+    if not uri:
+        raise InputError(f"{Path(path).name}: glTF buffer without data (a .gltf needs a uri per buffer)")
+    if uri.startswith("data:"):
+        return base64.b64decode(uri.split(",", 1)[1])
+    target = Path(path).parent / urllib.parse.unquote(uri)
+    if not target.is_file():
+        raise InputError(f"{Path(path).name}: glTF buffer file {target.name} not found next to it")
+    return target.read_bytes()
+
+
+def _gltf_mesh(doc, buffers, path) -> MeshArrays:
     if "KHR_draco_mesh_compression" in doc.get("extensionsUsed", []):
-        raise InputError(f"{Path(path).name}: Draco-compressed GLB is not supported; export without compression")
+        raise InputError(f"{Path(path).name}: Draco-compressed glTF is not supported; export without compression")
     # (mesh index, world matrix) for every mesh instance in the default scene
     instances = []
     nodes = doc.get("nodes", [])
     scenes = doc.get("scenes", [])
     if scenes:
         stack = [(i, np.eye(4)) for i in scenes[doc.get("scene", 0)].get("nodes", [])]
+        seen = set()
         while stack:
             i, parent = stack.pop()
+            if not isinstance(i, int) or i in seen:
+                raise InputError(f"{Path(path).name}: the glTF node hierarchy is not a tree (node {i!r:.20} repeats)")
+            seen.add(i)
             node = nodes[i]
             world = parent @ _node_matrix(node)
             if "mesh" in node:
@@ -279,9 +383,9 @@ def read_glb(path) -> MeshArrays:
             mode = prim.get("mode", 4)
             if mode != 4:
                 continue  # points, lines, strips: not surfaces we segment
-            pos = _accessor(doc, binary, prim["attributes"]["POSITION"]).astype(np.float64)
+            pos = _accessor(doc, buffers, prim["attributes"]["POSITION"]).astype(np.float64)
             if "indices" in prim:
-                idx = _accessor(doc, binary, prim["indices"]).reshape(-1).astype(np.int64)
+                idx = _accessor(doc, buffers, prim["indices"]).reshape(-1).astype(np.int64)
             else:
                 idx = np.arange(len(pos), dtype=np.int64)
             if idx.size % 3:
@@ -291,8 +395,31 @@ def read_glb(path) -> MeshArrays:
             faces.append(idx.reshape(-1, 3) + base)
             base += len(pos)
     if not verts:
-        raise InputError(f"{Path(path).name}: GLB file has no triangle meshes")
+        raise InputError(f"{Path(path).name}: glTF file has no triangle meshes")
     return MeshArrays.from_triangles(np.concatenate(verts), np.concatenate(faces))
+
+
+# ------------------------------------------------------------------------------------ STL
+@_reader(".stl")
+def read_stl(path) -> MeshArrays:
+    """ASCII or binary STL; corners with equal coordinates become one vertex."""
+    data = Path(path).read_bytes()
+    count = struct.unpack_from("<I", data, 80)[0] if len(data) >= 84 else -1
+    if count >= 0 and len(data) == 84 + 50 * count:  # binary: the size is exact
+        rec = np.dtype([("n", "<f4", 3), ("v", "<f4", (3, 3)), ("attr", "<u2")])
+        corners = np.frombuffer(data, rec, count, 84)["v"].reshape(-1, 3).astype(np.float64)
+    elif data.lstrip()[:5].lower() == b"solid":
+        words = np.array(data.decode("ascii", errors="replace").split())
+        at = np.flatnonzero(np.char.lower(words) == "vertex")
+        if at.size % 3 or (at.size and at[-1] + 3 >= words.size):
+            raise ValueError(f"{at.size} 'vertex' lines (a multiple of 3 expected)")
+        corners = words[at[:, None] + np.arange(1, 4)].astype(np.float64)
+    else:
+        raise InputError(f"{Path(path).name}: not an STL file (neither 'solid ...' text nor a binary STL)")
+    if corners.size == 0:
+        raise InputError(f"{Path(path).name}: STL file has no triangles")
+    vertices, index = np.unique(corners, axis=0, return_inverse=True)
+    return MeshArrays.from_triangles(vertices, index.reshape(-1, 3))
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -331,19 +458,36 @@ def write_colored_ply(path, mesh: MeshArrays, labels) -> Path:
         "property uchar red\nproperty uchar green\nproperty uchar blue\n"
         f"element face {mesh.num_polygons}\nproperty list uchar int vertex_indices\nend_header\n"
     )
-    if mesh.num_polygons and mesh.loop_totals.max() > 255:
-        raise InputError("polygons with more than 255 corners cannot be written to PLY")
-    with open(path, "wb") as f:
-        f.write(header.encode("ascii"))
-        f.write(vert.tobytes())
-        totals = mesh.loop_totals
-        if mesh.num_polygons and (totals == totals[0]).all():
-            n = int(totals[0])
-            rec = np.empty(mesh.num_polygons, np.dtype([("n", "u1"), ("i", "<i4", (n,))]))
-            rec["n"] = n
-            rec["i"] = (mesh.loop_starts[:, None] + np.arange(n)).astype(np.int32)
-            f.write(rec.tobytes())
-        else:
-            for s, n in zip(mesh.loop_starts.tolist(), totals.tolist()):
-                f.write(struct.pack(f"<B{n}i", n, *range(s, s + n)))
+    totals = mesh.loop_totals
+    wide = bool(mesh.num_polygons) and int(totals.max()) > 255  # n-gons past 255 corners: uint counts
+    if wide:
+        header = header.replace("property list uchar int vertex_indices", "property list uint int vertex_indices")
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(header.encode("ascii"))
+            f.write(vert.tobytes())
+            f.write(_face_records(mesh, 4 if wide else 1))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def _face_records(mesh: MeshArrays, count_bytes: int) -> bytes:
+    """Binary PLY face records (count, then int32 indices of the corner vertices), vectorised.
+    Corner vertex i of the written file is loop i of the mesh."""
+    totals = mesh.loop_totals
+    p = mesh.num_polygons
+    rec_len = count_bytes + 4 * totals
+    rec_start = np.cumsum(rec_len) - rec_len
+    buf = np.zeros(int(rec_len.sum()), np.uint8)
+    counts = totals.astype("<u4").view(np.uint8).reshape(p, 4)[:, :count_bytes]
+    buf[rec_start[:, None] + np.arange(count_bytes)] = counts
+    poly = np.repeat(np.arange(p), totals)
+    local = np.arange(poly.size) - np.repeat(np.cumsum(totals) - totals, totals)
+    idx = (mesh.loop_starts[poly] + local).astype("<i4").view(np.uint8).reshape(-1, 4)
+    pos = rec_start[poly] + count_bytes + 4 * local
+    buf[pos[:, None] + np.arange(4)] = idx
+    return buf.tobytes()

@@ -11,9 +11,14 @@ Files in the target folder:
 - ``model_objaverse.fp16.safetensors``: the compact weights-only copy made once after the
   download (written under a temporary folder, then renamed), which is what later loads read.
 
-The expected SHA-256 below comes from a third-party note and has not been checked against the
-real file by us; ``sha256=`` / ``--sha256`` override it. When the host advertises the file's
-own hash (Hugging Face sends ``X-Linked-Etag`` on its redirect) a mismatch message shows it.
+The released file's size and SHA-256 are pinned below (several independent public records give
+the same values); ``sha256=`` / ``--sha256`` override the hash for mirrors and tests. Hashes or
+sizes a server announces (``X-Linked-Etag`` / ``X-Linked-Size``) are never trusted as the
+expected values: a size that disagrees only makes the download fail early.
+
+Bounded work: every call has an overall attempt limit and time budget (a server that drops the
+connection or ignores ``Range`` cannot keep it looping), free disk space is checked before any
+byte is written, and an https URL is never followed to plain http.
 """
 from __future__ import annotations
 
@@ -21,10 +26,12 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import socket
 import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +46,18 @@ COMPACT_FILENAME = "model_objaverse.fp16.safetensors"
 PART_SUFFIX = ".part"
 MODEL_PAGE_URL = f"{DEFAULT_HOST}/{REPO_ID}"
 LICENSE_URL = "https://github.com/nv-tlabs/PartField/blob/main/LICENSE"
-# From a third-party note, not verified by this project (see the module docstring).
+# The released model_objaverse.ckpt, as several independent public records give it.
 EXPECTED_SHA256 = "463efc8a3afd3913142aa025e0125c00f16ef452b8de6a132ebe32bbe7877ee4"
-# The exact byte size is not published next to that hash; None = trust the server's length
-# (still checked against Content-Length / Content-Range and, if sent, the host's X-Linked-Size).
-EXPECTED_SIZE: Optional[int] = None
-APPROX_SIZE_TEXT = "about 1.4 GB"
+EXPECTED_SIZE = 1_243_631_761
+# `size="auto"`: the pinned size when the pinned hash (or no hash) is asked for, else unknown.
+AUTO = "auto"
+APPROX_SIZE_TEXT = "about 1.2 GB"
+# Bounds of one download call (retries, total time) and the free space kept beyond the file.
+MAX_ATTEMPTS = 50
+TIME_BUDGET_S = 6 * 3600.0
+FREE_SPACE_MARGIN = 64 << 20
+# Room the compact fp16 copy needs next to the checkpoint, as a share of the checkpoint size.
+COMPACT_SHARE = 0.5
 # Environment override of the download URL (tests, mirrors, air-gapped proxies).
 URL_ENV = "PARTFIELD_WEIGHTS_URL"
 
@@ -81,6 +94,10 @@ class ChecksumError(DownloadError):
     """The downloaded bytes do not match the expected size or SHA-256; they were deleted."""
 
 
+class DiskSpaceError(DownloadError):
+    """Not enough free space for the download; nothing was written."""
+
+
 @dataclass
 class DownloadResult:
     path: Path
@@ -89,6 +106,7 @@ class DownloadResult:
     resumed_from: int  # bytes already on disk when this call started (0 = fresh download)
     already_present: bool = False
     host_sha256: Optional[str] = None
+    verified: bool = True  # False: no expected SHA-256 was given, only the size was checked
 
 
 @dataclass
@@ -97,6 +115,7 @@ class FetchResult:
     compact_path: Optional[Path]  # None with convert=False
     sha256: str
     downloaded: bool  # False when everything was already in place
+    verified: bool = True  # the checkpoint's SHA-256 was compared with an expected value
 
     @property
     def weights_path(self) -> Path:
@@ -190,13 +209,21 @@ def sha256_file(path, progress: Optional[ProgressFn] = None, cancel: Optional[Ca
 
 
 class _RecordingRedirectHandler(urllib.request.HTTPRedirectHandler):
-    """Follows redirects like urllib does and keeps the hash/size the host announces on them."""
+    """Follows redirects like urllib does (never from https to plain http) and keeps the
+    hash/size the host announces on them."""
 
     def __init__(self, record: dict):
         super().__init__()
         self.record = record
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
+        old = urllib.parse.urlsplit(req.full_url).scheme.lower()
+        new = urllib.parse.urlsplit(urllib.parse.urljoin(req.full_url, newurl)).scheme.lower()
+        if old == "https" and new != "https":
+            raise DownloadError(
+                f"refused: the server redirected the https download to an insecure {new or 'unknown'} URL "
+                f"({newurl[:200]})"
+            )
         _note_host_headers(headers, self.record)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
@@ -219,9 +246,9 @@ def _ssl_context() -> ssl.SSLContext:
         return ssl.create_default_context()
 
 
-def _opener(record: dict):
+def _opener(record: dict, context: Optional[ssl.SSLContext] = None):
     return urllib.request.build_opener(
-        _RecordingRedirectHandler(record), urllib.request.HTTPSHandler(context=_ssl_context())
+        _RecordingRedirectHandler(record), urllib.request.HTTPSHandler(context=context or _ssl_context())
     )
 
 
@@ -253,35 +280,71 @@ def _fsync(path) -> None:
         os.fsync(f.fileno())
 
 
+def resolve_size(size, sha256: Optional[str]) -> Optional[int]:
+    """The expected byte size: `size` itself, or for "auto" the pinned size of the released file
+    when the pinned hash or no hash is asked for (a custom hash means another file)."""
+    if size != AUTO:
+        return None if size is None else int(size)
+    if sha256 is None or sha256.lower() == EXPECTED_SHA256:
+        return EXPECTED_SIZE
+    return None
+
+
+def _check_free_space(folder: Path, needed: int, what: str) -> None:
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # cannot tell: the write itself will report a full disk
+    if free < needed + FREE_SPACE_MARGIN:
+        raise DiskSpaceError(
+            f"not enough free space in {folder} for {what}: {needed / 1e6:,.1f} MB needed "
+            f"(+{FREE_SPACE_MARGIN / 1e6:.0f} MB margin), {free / 1e6:,.1f} MB free; nothing was written"
+        )
+
+
 def download_file(url: str, final_path, *, sha256: Optional[str] = EXPECTED_SHA256,
-                  size: Optional[int] = EXPECTED_SIZE, progress: Optional[ProgressFn] = None,
+                  size=AUTO, progress: Optional[ProgressFn] = None,
                   cancel: Optional[CancelFn] = None, retries: int = 5, timeout: float = 20.0,
-                  backoff: float = 1.0, chunk_size: int = 1 << 18) -> DownloadResult:
+                  backoff: float = 1.0, chunk_size: int = 1 << 18, max_attempts: int = MAX_ATTEMPTS,
+                  time_budget: float = TIME_BUDGET_S, extra_space: int = 0,
+                  ssl_context: Optional[ssl.SSLContext] = None) -> DownloadResult:
     """Download ``url`` to ``final_path`` via ``<final>.part``, resuming what is already there.
 
-    Checks the size (``size``, the server's length, the host's advertised size) and the SHA-256
-    (``sha256``; None skips it), then renames atomically. On a mismatch the bytes are deleted and
-    ``ChecksumError`` is raised. ``cancel()`` returning True raises ``Cancelled`` and keeps the
-    ``.part`` for a later resume (``discard_partial`` removes it). Network failures are retried
-    ``retries`` times in a row (an attempt that received bytes resets the count), each retry
-    resuming with ``Range``; a server that ignores ``Range`` (200 instead of 206) restarts from 0.
-    An existing ``final_path`` is verified rather than downloaded again."""
+    Checks the size first (``size``; "auto" = the released file's pinned size when its hash or
+    none is asked for; the server's Content-Length is compared before any byte is written), then
+    the SHA-256 (``sha256``; None skips it and the result says ``verified=False``), then renames
+    atomically. On a mismatch the bytes are deleted and ``ChecksumError`` is raised.
+    ``cancel()`` returning True raises ``Cancelled`` and keeps the ``.part`` for a later resume
+    (``discard_partial`` removes it). Network failures are retried ``retries`` times in a row
+    (only an attempt that got further than any before resets the count), each retry resuming
+    with ``Range``; a server that ignores ``Range`` (200 instead of 206) restarts from 0. However
+    it fails, one call makes at most ``max_attempts`` requests and gives up after
+    ``time_budget`` seconds. Free space for the rest of the file (+ ``extra_space``) is checked
+    before writing. An existing ``final_path`` is checked (size, then hash) rather than
+    downloaded again. ``ssl_context``: the TLS trust to use (default: certifi, else the system's)."""
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
     want_sha = sha256.lower() if sha256 else None
+    size = resolve_size(size, want_sha)
     part = part_path(final_path)
     record: dict = {}
 
     if final_path.exists():
-        h = sha256_file(final_path, progress, cancel, stage="verify")
-        got, n = h.hexdigest(), final_path.stat().st_size
-        if (want_sha and got != want_sha) or (size is not None and n != size):
+        n = final_path.stat().st_size
+        if size is not None and n != size:  # the size first: no need to hash a wrong file
             raise ChecksumError(
-                f"{final_path} exists but does not match the expected file (SHA-256 {got}, "
-                f"{n} bytes; expected {want_sha or 'any'}, {size if size is not None else 'any'} "
-                "bytes). Move it away, or pass the hash you trust."
+                f"{final_path} exists but does not match the expected file: it is {n:,} bytes, not {size:,}. Move it away "
+                "(a partial or different file), then download again."
             )
-        return DownloadResult(final_path, got, n, resumed_from=n, already_present=True)
+        h = sha256_file(final_path, progress, cancel, stage="verify")
+        got = h.hexdigest()
+        if want_sha and got != want_sha:
+            raise ChecksumError(
+                f"{final_path} exists but does not match the expected file: its SHA-256 is {got}, not {want_sha}. "
+                "Move it away, then download again."
+            )
+        return DownloadResult(final_path, got, n, resumed_from=n, already_present=True,
+                              verified=want_sha is not None)
 
     # A partial file from another URL or for another expected hash is not ours to continue.
     note = _read_sidecar(final_path)
@@ -290,31 +353,48 @@ def download_file(url: str, final_path, *, sha256: Optional[str] = EXPECTED_SHA2
         note = {}
     if not part.exists():
         note = {}
+    if part.exists() and size is not None and part.stat().st_size > size:
+        _discard(final_path)  # longer than the file can be: not worth hashing
+        note = {}
     validator = note.get("etag")
 
     resumed_from = part.stat().st_size if part.exists() else 0
+    if size is not None:
+        _check_free_space(final_path.parent, size - resumed_from + extra_space, final_path.name)
     hasher = hashlib.sha256()
     if resumed_from:
         sha256_file(part, progress, cancel, stage="hash", hasher=hasher)
     offset = resumed_from
     total: Optional[int] = note.get("total")
-    failures = 0
-    opener = _opener(record)
+    failures = attempts = 0
+    furthest = offset
+    deadline = time.monotonic() + time_budget
+    opener = _opener(record, ssl_context)
 
     def fail_size(msg):
         _discard(final_path)
         raise ChecksumError(msg + " The partial download was deleted.")
 
+    def give_up(why, exc=None):
+        raise DownloadError(
+            f"download failed: {why}; {offset:,} bytes are kept in {part} and the next attempt "
+            "resumes from there"
+        ) from exc
+
     while True:
         if cancel is not None and cancel():
             raise Cancelled(f"download cancelled; {offset} bytes kept in {part} for a later resume")
+        if attempts >= max_attempts:
+            give_up(f"{attempts} requests did not complete the file (limit {max_attempts})")
+        if time.monotonic() > deadline:
+            give_up(f"the time budget of {time_budget:.0f} s ran out")
+        attempts += 1
         headers = {"User-Agent": "partfield-blender", "Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
             if validator and not validator.startswith("W/"):
                 headers["If-Range"] = validator
         req = urllib.request.Request(url, headers=headers)
-        got_bytes = 0
         try:
             try:
                 resp = opener.open(req, timeout=timeout)
@@ -335,7 +415,7 @@ def download_file(url: str, final_path, *, sha256: Optional[str] = EXPECTED_SHA2
                 _note_host_headers(resp.headers, record)
                 status = resp.status
                 length = resp.headers.get("Content-Length")
-                length = int(length) if length and length.isdigit() else None
+                length = int(length) if length and length.strip().isdigit() else None
                 if status == 206 and offset:
                     cr = _parse_content_range(resp.headers.get("Content-Range"))
                     if not cr or cr[0] != offset:
@@ -351,11 +431,14 @@ def download_file(url: str, final_path, *, sha256: Optional[str] = EXPECTED_SHA2
                     raise DownloadError(f"unexpected HTTP status {status} from {url}")
                 for expected, what in ((size, "expected"), (record.get("size"), "host-advertised")):
                     if expected is not None and total is not None and total != expected:
-                        fail_size(f"The server offers {total} bytes but the {what} size is {expected}.")
+                        fail_size(f"The server offers {total:,} bytes but the {what} size is {expected:,}.")
+                if total is not None and size is None:
+                    _check_free_space(final_path.parent, total - offset + extra_space, final_path.name)
                 etag = resp.headers.get("ETag")
                 validator = etag if etag else None
                 _write_sidecar(final_path, {"url": url, "sha256": want_sha, "etag": validator, "total": total})
                 read = getattr(resp, "read1", resp.read)
+                limit = size if size is not None else total
                 with open(part, mode) as out:
                     if progress is not None:
                         progress("download", offset, total)
@@ -365,49 +448,55 @@ def download_file(url: str, final_path, *, sha256: Optional[str] = EXPECTED_SHA2
                             raise Cancelled(
                                 f"download cancelled; {offset} bytes kept in {part} for a later resume"
                             )
+                        if time.monotonic() > deadline:
+                            out.flush()
+                            give_up(f"the time budget of {time_budget:.0f} s ran out")
                         block = read(chunk_size)
                         if not block:
                             break
                         out.write(block)
                         hasher.update(block)
                         offset += len(block)
-                        got_bytes += len(block)
                         if progress is not None:
                             progress("download", offset, total)
+                        if limit is not None and offset > limit:
+                            break  # more than the file can hold: refused below
+            if limit is not None and offset > limit:
+                fail_size(f"The server sent more than the {limit:,} bytes of the file.")
             if total is None or offset == total:
                 break
-            if offset > total:
-                fail_size(f"The server sent {offset} bytes for a {total}-byte file.")
             raise ConnectionError(f"connection closed after {offset} of {total} bytes")
         except _NET_ERRORS as exc:
-            failures = 0 if got_bytes else failures + 1
+            if offset > furthest:  # real progress: a fresh run of retries
+                furthest, failures = offset, 0
+            else:
+                failures += 1
             if failures > retries:
-                raise DownloadError(
-                    f"download failed after {retries} retries ({exc}); {offset} bytes are kept in "
-                    f"{part} and the next attempt resumes from there"
-                ) from exc
-            time.sleep(backoff * min(failures, 5))
+                give_up(f"{retries} retries in a row made no progress ({exc})", exc)
+            time.sleep(min(backoff * min(failures, 5), max(0.0, deadline - time.monotonic())))
 
     got = hasher.hexdigest()
     n = part.stat().st_size
     if size is not None and n != size:
-        fail_size(f"Downloaded {n} bytes, expected {size}.")
+        fail_size(f"Downloaded {n:,} bytes, expected {size:,}.")
+    if size is None and total is None and want_sha is None:
+        _discard(final_path)
+        raise DownloadError(
+            "the server did not say how long the file is and no SHA-256 was given, so there is no "
+            "way to tell a complete download from a cut one; the bytes were deleted. Give --sha256 "
+            "or --size."
+        )
     if want_sha and got != want_sha:
-        host = record.get("sha256")
-        hint = ""
-        if host and host == got:
-            hint = (f" The host itself lists SHA-256 {host} for this file, so the expected hash "
-                    "(from a third-party note) may be wrong; if you trust the host, pass it with --sha256.")
-        elif host:
-            hint = f" The host lists SHA-256 {host}."
         _discard(final_path)
         raise ChecksumError(
-            f"The downloaded file's SHA-256 is {got}, expected {want_sha}; it was deleted.{hint}"
+            f"The downloaded file's SHA-256 is {got}, expected {want_sha}; it was deleted. The file "
+            "on the server is not the expected one (or was damaged on the way)."
         )
     _fsync(part)
     os.replace(part, final_path)
     _sidecar_path(final_path).unlink(missing_ok=True)
-    return DownloadResult(final_path, got, n, resumed_from=resumed_from, host_sha256=record.get("sha256"))
+    return DownloadResult(final_path, got, n, resumed_from=resumed_from, host_sha256=record.get("sha256"),
+                          verified=want_sha is not None)
 
 
 def read_safetensors_metadata(path) -> dict:
@@ -462,7 +551,7 @@ def convert_to_compact(ckpt_path, compact_path=None, metadata: Optional[dict] = 
 
 
 def fetch_weights(folder, *, url: Optional[str] = None, sha256: Optional[str] = EXPECTED_SHA256,
-                  size: Optional[int] = EXPECTED_SIZE, convert: bool = True,
+                  size=AUTO, convert: bool = True,
                   keep_original: bool = True, progress: Optional[ProgressFn] = None,
                   cancel: Optional[CancelFn] = None, **download_kwargs) -> FetchResult:
     """Download (or resume, or find) the released checkpoint in ``folder``, verify it, and make
@@ -479,9 +568,13 @@ def fetch_weights(folder, *, url: Optional[str] = None, sha256: Optional[str] = 
             if not keep_original and ckpt.exists():
                 ckpt.unlink()
             return FetchResult(ckpt if ckpt.exists() else None, compact,
-                               meta.get("source_sha256", ""), downloaded=False)
+                               meta.get("source_sha256", ""), downloaded=False,
+                               verified=want_sha is not None)
 
-    res = download_file(url, ckpt, sha256=want_sha, size=size, progress=progress, cancel=cancel,
+    expected = resolve_size(size, want_sha)
+    if convert and expected is not None:
+        download_kwargs.setdefault("extra_space", int(expected * COMPACT_SHARE))
+    res = download_file(url, ckpt, sha256=want_sha, size=expected, progress=progress, cancel=cancel,
                         **download_kwargs)
     compact_out = None
     if convert:
@@ -489,9 +582,9 @@ def fetch_weights(folder, *, url: Optional[str] = None, sha256: Optional[str] = 
             raise Cancelled("cancelled before converting; the verified checkpoint is kept")
         compact_out = convert_to_compact(ckpt, compact, metadata={
             "source": url, "source_file": CHECKPOINT_FILENAME, "source_sha256": res.sha256,
-            "licence": LICENSE_NAME, "licence_url": LICENSE_URL,
+            "source_verified": res.verified, "licence": LICENSE_NAME, "licence_url": LICENSE_URL,
         }, progress=progress)
         if not keep_original:
             ckpt.unlink()
     return FetchResult(ckpt if ckpt.exists() else None, compact_out, res.sha256,
-                       downloaded=not res.already_present)
+                       downloaded=not res.already_present, verified=res.verified)

@@ -49,33 +49,43 @@ TEMP_TAG = ".tmp-"
 
 
 # ---------------------------------------------------------------------------- parsing
+def _part_counts():
+    """model_runtime.part_counts (the syntax shared with `partfield segment`): imported when
+    model_runtime is importable, else loaded by path from the checkout next to this file or
+    from the installed extension's wheels (before bpy has put them on sys.path)."""
+    try:
+        from model_runtime import part_counts
+        return part_counts
+    except ImportError:
+        pass
+    import importlib.util
+    import sys
+
+    name = "partfield_part_counts"
+    if name in sys.modules:
+        return sys.modules[name]
+    here = Path(__file__).resolve().parent
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [here.parent / "model_runtime" / "part_counts.py",  # a source checkout
+                  here.parent.parent / ".local" / "lib" / version / "site-packages" / "model_runtime" / "part_counts.py"]
+    for path in candidates:
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            sys.modules[name] = module
+            return module
+    raise ImportError("model_runtime is not importable (install it, or run batch.py from a checkout or the "
+                      "installed extension)")
+
+
 def parse_parts(text: str) -> tuple[int, ...]:
     """'8' -> (8,), '4,8,12' -> (4, 8, 12), '2..20' -> (2, ..., 20), '2..10:2' -> (2, 4, ..., 10).
 
-    Items may be mixed ('2,4..6'); the result is sorted and unique, every k >= 1.
+    Items may be mixed ('2,4..6'); the result is sorted and unique, every k >= 1. The syntax
+    is model_runtime.part_counts' (`auto` is refused here: the batch needs numbers).
     """
-    values: set[int] = set()
-    for raw in str(text).split(","):
-        item = raw.strip()
-        if not item:
-            continue
-        m = re.fullmatch(r"(\d+)\s*\.\.\s*(\d+)(?:\s*:\s*(\d+))?", item)
-        try:
-            if m:
-                lo, hi = int(m.group(1)), int(m.group(2))
-                step = int(m.group(3) or 1)
-                if step < 1 or hi < lo:
-                    raise ValueError
-                values.update(range(lo, hi + 1, step))
-            else:
-                values.add(int(item))
-        except ValueError:
-            raise ValueError(f"--parts: cannot read {item!r} (use 8, 4,8,12 or 2..20)") from None
-    if not values:
-        raise ValueError("--parts: give at least one part count")
-    if min(values) < 1:
-        raise ValueError("--parts: part counts must be >= 1")
-    return tuple(sorted(values))
+    return _part_counts().parse_part_counts(text, allow_auto=False)
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:

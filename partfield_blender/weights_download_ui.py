@@ -317,7 +317,11 @@ class PARTFIELD_OT_download_weights(Operator):
         if job.cancelled:
             self.report({"WARNING"}, "Download cancelled; the partial file is kept to resume later")
             return {"CANCELLED"}
-        self.report({"INFO"}, f"PartField weights ready: {job.result.weights_path}. "
+        if not getattr(job.result, "verified", True):
+            self.report({"WARNING"}, f"PartField weights ready but NOT verified (no SHA-256 was compared, only "
+                                     f"the size): {job.result.weights_path}")
+            return {"FINISHED"}
+        self.report({"INFO"}, f"PartField weights ready and verified: {job.result.weights_path}. "
                               "Choose 'PartField (NVIDIA, released)' as the model to use them.")
         return {"FINISHED"}
 

@@ -8,6 +8,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -r requirements.txt
+# This checkout as an editable package: the `partfield` command (.venv/bin/partfield) works from any folder.
+.venv/bin/python -m pip install -q -e . --no-deps --no-build-isolation
 
 # Optional second environment: Blender 4.2 LTS as a module, for tests/test_bpy42.py (the oldest
 # Blender the manifest allows). Made under CI=true or with PARTFIELD_BPY42=1; only bpy and numpy

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.scenario_runner import run_scenario_script
+
 pytest.importorskip("bpy")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -36,16 +38,8 @@ def weights(tmp_path_factory):
 
 
 def run_scenario(name, weights, tmp_path, timeout=600):
-    env = dict(os.environ)
-    env["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="pf_ext_", dir=tmp_path)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), env.get("PYTHONPATH", "")] if p)
-    env.setdefault("OMP_NUM_THREADS", "2")
-    cmd = [sys.executable, str(SCRIPT), name, "--weights", weights[0], "--weights2", weights[1],
-           "--workdir", str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0 and f"SCENARIO OK {name}" in out, out[-6000:]
-    return out
+    return run_scenario_script("ext_scenarios.py", name, tmp_path,
+                               args=("--weights", weights[0], "--weights2", weights[1]), timeout=timeout)
 
 
 def test_compute_preview_writers_undo_reload(weights, tmp_path):

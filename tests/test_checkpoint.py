@@ -16,7 +16,7 @@ from model_runtime.errors import CheckpointError, DeviceOutOfMemoryError, InputE
 from model_runtime.field_model import FieldModel
 from model_runtime.network import PartFieldNet
 from tests.conftest import REPO_ROOT
-from tests.reference_model import REFERENCE_DIR, reference_state_dict
+from tests.reference_model import LIGHTNING_SAMPLE, reference_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_lightning_sample_loads_without_yacs_and_names_missing_keys(reference_di
             raise SystemExit("yacs importable")
         from model_runtime.checkpoint import load_weights, build_network
         from model_runtime.errors import CheckpointError
-        w = load_weights({str(REFERENCE_DIR / 'lightning_format_sample.ckpt')!r})
+        w = load_weights({str(LIGHTNING_SAMPLE)!r})
         assert w.kind == "lightning", w.kind
         assert w.metadata["training_config"]["triplane_resolution"] == 128
         try:
@@ -68,9 +68,8 @@ def test_full_size_lightning_file_loads(tmp_path, reference_dir):
     path = tmp_path / "model_objaverse_standin.ckpt"
     result = run_python(f"""
         import sys, types, collections, torch
-        sys.path.insert(0, {str(REFERENCE_DIR)!r})
-        import json
-        from reference_weights import reference_state_dict
+        sys.path.insert(0, {str(REPO_ROOT)!r})
+        from tests.reference_model import reference_state_dict
         # A throw-away module named like yacs so the pickle refers to yacs.config.CfgNode.
         yacs = types.ModuleType("yacs"); config = types.ModuleType("yacs.config")
         class CfgNode(dict):
@@ -79,8 +78,7 @@ def test_full_size_lightning_file_loads(tmp_path, reference_dir):
         CfgNode.__module__ = "yacs.config"
         config.CfgNode = CfgNode; yacs.config = config
         sys.modules["yacs"] = yacs; sys.modules["yacs.config"] = config
-        manifest = json.load(open({str(REFERENCE_DIR / 'state_dict_manifest.json')!r}))["state_dict"]
-        sd = collections.OrderedDict(reference_state_dict(manifest))
+        sd = collections.OrderedDict(reference_state_dict())
         cfg = CfgNode(triplane_resolution=128, pvcnn=CfgNode(z_triplane_channels=256))
         first = next(iter(sd))
         torch.save({{
@@ -115,9 +113,9 @@ def test_plain_state_dict_and_safetensors_roundtrip(tmp_path, small_state):
     pt = tmp_path / "plain.pt"
     torch.save(state, pt)
     w = load_weights(pt)
-    assert w.kind == "state_dict" and w.config == PartFieldConfig.from_dict({**cfg.to_dict(), "name": "partfield-custom",
-                                                                              "num_points": 100_000,
-                                                                              "transformer_heads": w.config.transformer_heads})
+    # A plain state_dict carries no config: the known family member with these shapes is found,
+    # with the head count that shapes do not show.
+    assert w.kind == "state_dict" and w.config == cfg
     build_network(w)
     from safetensors.torch import save_file
 
@@ -239,3 +237,55 @@ def test_cli_info_and_convert(tmp_path, small_state):
     r = subprocess.run([sys.executable, "-m", "model_runtime", "info", str(bad)],
                        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
     assert r.returncode == 1 and "error: bad.ckpt" in r.stderr
+
+
+def test_normals_model_saved_as_plain_state_dict_loads(tmp_path):
+    """Issue 17 item 8: a plain .pt of the normals model did not load (point_normals never set)."""
+    cfg = PartFieldConfig.small_normals()
+    torch.manual_seed(0)
+    state = PartFieldNet(cfg).state_dict()
+    pt = tmp_path / "normals.pt"
+    torch.save(state, pt)
+    w = load_weights(pt)
+    assert w.config == cfg and w.config.point_normals
+    model = FieldModel(build_network(w), torch.device("cpu"), torch.float32, "normals", w)
+    assert model.reads_normals
+    pts = np.random.default_rng(0).uniform(-0.9, 0.9, (256, 3)).astype(np.float32)
+    nrm = np.tile(np.array([[0, 0, 1]], np.float32), (256, 1))
+    assert np.isfinite(model.features(pts, pts[:8], normals=nrm)).all()
+
+
+def test_convert_keeps_metadata_that_is_not_json(tmp_path, reference_dir):
+    """Issue 17 item 8: `convert` crashed on a checkpoint whose metadata held non-JSON values."""
+    path = tmp_path / "odd_meta.ckpt"
+    state = reference_state_dict()
+    torch.save({"epoch": torch.tensor(3), "global_step": {1, 2}, "pytorch-lightning_version": b"2.2",
+                "state_dict": state,
+                "hyper_parameters": {"cfg": {"lr": float("nan"), "shape": (1, 2), 3: frozenset([4]),
+                                             "deep": [[[[[[[[]]]]]]]]}}}, path)
+    out = tmp_path / "odd.safetensors"
+    r = subprocess.run([sys.executable, "-m", "model_runtime", "convert", str(path), str(out)],
+                       capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr
+    meta = load_weights(out).metadata
+    assert meta["global_step"] == [1, 2] and "3" in meta["training_config"]
+    assert meta["training_config"]["lr"] == "nan"
+    json.dumps(meta)  # all JSON now
+
+
+def test_config_ranges_refuse_before_building():
+    import dataclasses
+
+    for field_name, value, needle in [("transformer_depth", 100_000, "outside the supported range"),
+                                      ("unet_depth", -1, "outside the supported range"),
+                                      ("pvconv_channels", 3.5, "must be an integer"),
+                                      ("transformer_depth", True, "must be an integer"),
+                                      ("dead_modules", 1, "must be true or false"),
+                                      ("name", "x" * 500, "name must be a string")]:
+        cfg = dataclasses.replace(PartFieldConfig.small(), **{field_name: value})
+        with pytest.raises(ValueError, match=needle):
+            cfg.validate()
+        with pytest.raises(ValueError, match=needle):
+            PartFieldConfig.from_dict(cfg.to_dict())
+    with pytest.raises(ValueError, match="JSON object"):
+        PartFieldConfig.from_dict([1, 2])

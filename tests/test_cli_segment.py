@@ -38,9 +38,11 @@ def run_cli(*args):
 def test_parse_parts():
     assert parse_parts(["2..5"]) == [2, 3, 4, 5]
     assert parse_parts(["8"]) == [8]
-    assert parse_parts(["4,8", "12", "3-4"]) == [3, 4, 8, 12]
-    with pytest.raises(ValueError):
-        parse_parts(["0"])
+    assert parse_parts(["4,8", "12", "3..4"]) == [3, 4, 8, 12]
+    assert parse_parts(["2..10:2"]) == [2, 4, 6, 8, 10]
+    for bad in (["0"], ["3-4"], ["auto"]):
+        with pytest.raises(ValueError):
+            parse_parts(bad)
 
 
 def test_segment_off_file_several_levels(tmp_path, coseg_dir, checkpoint):

@@ -101,3 +101,55 @@ def test_thousands_of_loose_pieces_are_fast():
     assert con.num_components == 5000
     assert connected_components(con.matrix, directed=False)[0] == 1
     assert elapsed < 10, elapsed
+
+
+def _weld_brute_force(v, tol):
+    """Reference: components of all vertex pairs within tol x diagonal (dense distances)."""
+    import scipy.sparse as sp
+
+    t = tol * np.linalg.norm(np.ptp(v, axis=0))
+    d = np.linalg.norm(v[:, None] - v[None], axis=2)
+    _, lab = connected_components(sp.csr_matrix(d <= t), directed=False)
+    first = np.full(lab.max() + 1, len(v))
+    np.minimum.at(first, lab, np.arange(len(v)))
+    return first[lab]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_grid_hash_welding_equals_all_pairs_within_tolerance(seed):
+    from model_runtime.connectivity import weld_map
+
+    rng = np.random.default_rng(seed)
+    v = rng.uniform(-1, 1, (600, 3))
+    src = rng.integers(0, 600, 400)
+    jitter = rng.choice([0.0, 1e-7, 1e-5, 3e-5, 1e-3], size=(400, 1))
+    v = np.concatenate([v, v[src] + rng.normal(size=(400, 3)) * jitter])
+    # clusters dense enough that cell pairs go through the KD-tree path
+    v = np.concatenate([v, rng.uniform(-1, 1, (1, 3)) + rng.normal(0, 2e-5, (300, 3))])
+    for tol in (1e-5, 1e-3, 2e-2):
+        assert (weld_map(v, tol) == _weld_brute_force(v, tol)).all(), tol
+
+
+def test_twenty_thousand_vertices_on_one_point_weld_in_bounded_memory():
+    """Issue 17: 20k vertices collapsed to one point made welding O(N^2) (8.9 GB, then
+    MemoryError in query_pairs). Measured in a fresh process: peak growth and time."""
+    from tests.bounded import run_bounded
+
+    setup = """
+        import numpy as np
+        from model_runtime.connectivity import build_connectivity
+        from model_runtime.mesh import MeshArrays
+        rng = np.random.default_rng(0)
+        n = 20000
+        v = np.concatenate([np.zeros((n, 3)), rng.uniform(-1, 1, (3 * n, 3))])
+        tris = np.stack([np.arange(n), n + np.arange(n), 2 * n + np.arange(n)], 1)
+        mesh = MeshArrays.from_triangles(v, tris)
+    """
+    res = run_bounded(setup, """
+        con = build_connectivity(mesh)
+        assert con.welded_vertices == 19999, con.welded_vertices
+        assert con.matrix.shape == (20000, 20000)
+    """)
+    assert res["error"] is None, res
+    assert res["peak_mb"] < 400, res  # was 8,900 MB
+    assert res["seconds"] < 30, res

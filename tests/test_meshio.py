@@ -129,7 +129,12 @@ def test_glb_indexed_and_plain_primitives_with_node_transforms(tmp_path):
 
 def test_bad_files(tmp_path):
     with pytest.raises(InputError, match="unsupported"):
-        read_mesh(tmp_path / "a.stl")
+        read_mesh(tmp_path / "a.xyz")
+    with pytest.raises(InputError, match="need Blender; use the Blender batch script"):
+        read_mesh(tmp_path / "a.fbx")
+    with pytest.raises(InputError, match="is a folder"):
+        (tmp_path / "dir.obj").mkdir()
+        read_mesh(tmp_path / "dir.obj")
     with pytest.raises(InputError, match="no such file"):
         read_mesh(tmp_path / "missing.obj")
     bad = tmp_path / "bad.glb"
@@ -144,3 +149,83 @@ def test_bad_files(tmp_path):
     empty.write_text("# nothing\n")
     with pytest.raises(InputError, match="no vertices"):
         read_mesh(empty)
+
+
+def test_stl_ascii_and_binary_share_corners(tmp_path):
+    tris = QUAD_TRI_V[np.array([[0, 1, 4], [1, 2, 4], [2, 3, 4]])]  # (3, 3, 3): a fan sharing corner 4
+    text = "solid t\n" + "".join(
+        "facet normal 0 0 1\n outer loop\n" + "".join(f"  vertex {x} {y} {z}\n" for x, y, z in t)
+        + " endloop\nendfacet\n" for t in tris) + "endsolid t\n"
+    (tmp_path / "a.stl").write_text(text)
+    rec = np.zeros(3, np.dtype([("n", "<f4", 3), ("v", "<f4", (3, 3)), ("attr", "<u2")]))
+    rec["v"] = tris
+    (tmp_path / "b.stl").write_bytes(b"solid but binary".ljust(80, b" ") + struct.pack("<I", 3) + rec.tobytes())
+    for name in ("a.stl", "b.stl"):
+        m = read_mesh(tmp_path / name)
+        assert m.num_polygons == 3 and len(m.vertices) == 5, name
+        got = {tuple(np.round(m.vertices[t].ravel(), 6)) for t in m.loop_vertices.reshape(-1, 3)}
+        assert got == {tuple(np.round(t.ravel(), 6)) for t in tris}
+    (tmp_path / "c.stl").write_bytes(b"\x01" * 90)
+    with pytest.raises(InputError, match="not an STL file"):
+        read_mesh(tmp_path / "c.stl")
+
+
+def test_gltf_with_side_file_and_data_uri_buffers(tmp_path):
+    import base64
+
+    pos = QUAD_TRI_V.astype("<f4").tobytes()
+    idx = np.array([0, 1, 4, 1, 2, 4], "<u2").tobytes()
+    doc = {"asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}],
+           "nodes": [{"mesh": 0, "translation": [0, 0, 1]}],
+           "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1}]}],
+           "accessors": [{"bufferView": 0, "componentType": 5126, "count": 5, "type": "VEC3"},
+                         {"bufferView": 1, "componentType": 5123, "count": 6, "type": "SCALAR"}],
+           "bufferViews": [{"buffer": 0, "byteOffset": 0, "byteLength": 60},
+                           {"buffer": 1, "byteOffset": 0, "byteLength": 12}],
+           "buffers": [{"byteLength": 60, "uri": "a%20pos.bin"},
+                       {"byteLength": 12, "uri": "data:application/octet-stream;base64," + base64.b64encode(idx).decode()}]}
+    (tmp_path / "a pos.bin").write_bytes(pos)
+    (tmp_path / "m.gltf").write_text(json.dumps(doc))
+    m = read_mesh(tmp_path / "m.gltf")
+    assert m.num_polygons == 2
+    np.testing.assert_allclose(m.vertices, QUAD_TRI_V + [0, 0, 1])
+    (tmp_path / "a pos.bin").unlink()
+    with pytest.raises(InputError, match="not found next to it"):
+        read_mesh(tmp_path / "m.gltf")
+
+
+def test_colored_ply_writes_polygons_past_255_corners(tmp_path):
+    """A 300-gon needs a wider corner count than uchar: written with uint, read back exactly,
+    and no temporary is left behind."""
+    from model_runtime.meshio import write_colored_ply
+
+    n = 300
+    a = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    v = np.r_[np.c_[np.cos(a), np.sin(a), np.zeros(n)], [[0, 0, 1], [1, 0, 1], [0, 1, 1]]]
+    mesh = MeshArrays.from_polygons(v, [list(range(n)), [n, n + 1, n + 2], [0, 1, n]])
+    out = write_colored_ply(tmp_path / "big.ply", mesh, np.array([0, 1, 1]))
+    back = read_mesh(out)
+    assert back.loop_totals.tolist() == [n, 3, 3]
+    assert np.allclose(back.vertices[back.loop_vertices], mesh.vertices[mesh.loop_vertices], atol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.ply"]
+
+
+def test_every_reader_failure_is_a_mesh_file_error_naming_the_file(tmp_path):
+    from model_runtime.errors import InputError, MeshFileError
+
+    assert issubclass(MeshFileError, InputError)
+    p = tmp_path / "t.ply"
+    p.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\n"
+                  b"property float z\nend_header\n0 0 0\n")  # StopIteration before
+    with pytest.raises(MeshFileError, match=r"^t\.ply: truncated ASCII PLY"):
+        read_mesh(p)
+    # the exported readers translate too (batch calls read_off directly)
+    from model_runtime.meshio import read_off
+
+    off = tmp_path / "short.off"
+    off.write_text("OFF\n3 1 0\n0 0 0\n1 0 0\n")
+    with pytest.raises(MeshFileError, match=r"^short\.off: OFF file is truncated"):
+        read_off(off)
+    off.write_text("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 x\n")
+    with pytest.raises(MeshFileError, match=r"^short\.off: cannot parse OFF file \(ValueError"):
+        read_off(off)

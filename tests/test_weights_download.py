@@ -74,7 +74,8 @@ def test_wrong_checksum_rejected_and_deleted(tmp_path, payload):
                              sha256=sha(payload), chunk_size=1024)
     msg = str(info.value)
     assert sha(bytes(wrong)) in msg and sha(payload) in msg and "deleted" in msg
-    assert "host itself lists" in msg  # the host's X-Linked-Etag matched what arrived
+    # The redirecting server announced the served file's hash: it is never offered as the answer.
+    assert "--sha256" not in msg and "host" not in msg
     assert leftovers(tmp_path) == []
     assert wd.installed_weights(tmp_path) is None
 
@@ -131,7 +132,7 @@ def test_partial_from_another_source_is_not_continued(tmp_path, payload):
     final = tmp_path / wd.CHECKPOINT_FILENAME
     with WeightsServer(b"x" * len(payload)) as other:
         with pytest.raises(Cancelled):
-            wd.download_file(other.url, final, sha256=None, cancel=lambda: final.with_name(
+            wd.download_file(other.url, final, sha256=None, size=None, cancel=lambda: final.with_name(
                 final.name + ".part").exists() and final.with_name(final.name + ".part").stat().st_size > 0,
                 chunk_size=1024)
     assert wd.partial_download(tmp_path) is not None
@@ -227,3 +228,130 @@ def test_complete_part_file_is_finished_after_416(tmp_path, payload):
         assert srv.file_requests()[-1]["range"] == f"bytes={len(payload)}-"  # answered 416
     assert res.resumed_from == len(payload) and final.read_bytes() == payload
     assert leftovers(tmp_path) == [wd.CHECKPOINT_FILENAME]
+
+
+# ---- issue 17: bounded work, pinned size, honest "verified", free space, no downgrade ----
+
+def test_released_file_size_and_hash_are_pinned():
+    assert wd.EXPECTED_SIZE == 1_243_631_761
+    assert wd.EXPECTED_SHA256 == "463efc8a3afd3913142aa025e0125c00f16ef452b8de6a132ebe32bbe7877ee4"
+    assert wd.resolve_size(wd.AUTO, wd.EXPECTED_SHA256) == wd.EXPECTED_SIZE
+    assert wd.resolve_size(wd.AUTO, None) == wd.EXPECTED_SIZE  # --sha256 none still checks the size
+    assert wd.resolve_size(wd.AUTO, "ab" * 32) is None  # another file: its size is not known
+
+
+def test_server_that_ignores_range_and_drops_every_time_is_given_up_on(tmp_path, payload):
+    """Issue 17: such a server kept the download looping (1,536 requests in 60 s)."""
+    import time
+
+    final = tmp_path / wd.CHECKPOINT_FILENAME
+    t0 = time.monotonic()
+    with WeightsServer(payload, support_range=False, drop_after=5000, drops=10**9) as srv:
+        with pytest.raises(wd.DownloadError, match="3 retries in a row made no progress"):
+            wd.download_file(srv.url, final, sha256=sha(payload), backoff=0, retries=3, chunk_size=1024)
+        n = len(srv.file_requests())
+    assert n == 5  # the first attempt got 5000 bytes; four more got no further
+    assert time.monotonic() - t0 < 30
+    assert not final.exists()
+
+
+def test_overall_attempt_limit_and_time_budget(tmp_path, payload):
+    import time
+
+    final = tmp_path / wd.CHECKPOINT_FILENAME
+    # Each attempt makes a little progress (so the in-a-row count keeps resetting): the overall
+    # request limit stops it.
+    with WeightsServer(payload, drop_after=100, drops=10**9) as srv:
+        with pytest.raises(wd.DownloadError, match="7 requests did not complete the file"):
+            wd.download_file(srv.url, final, sha256=sha(payload), backoff=0, max_attempts=7, chunk_size=64)
+        assert len(srv.file_requests()) == 7
+    assert wd.partial_download(tmp_path)[1] == 700  # kept for a later resume
+    wd.discard_partial(tmp_path)
+    t0 = time.monotonic()
+    with WeightsServer(payload, fail_status=503) as srv:  # transient errors, retried without end ...
+        with pytest.raises(wd.DownloadError, match="time budget of 1 s ran out"):  # ... but for the budget
+            wd.download_file(srv.url, final, sha256=sha(payload), backoff=0.2, retries=10**6, time_budget=1.0)
+    assert time.monotonic() - t0 < 15
+    assert not final.exists()
+
+
+def test_size_mismatch_is_refused_from_content_length_before_any_byte(tmp_path, payload):
+    with WeightsServer(payload) as srv:  # the default: the released file's pinned size
+        with pytest.raises(wd.ChecksumError, match="offers 14,625 bytes but the expected size is 1,243,631,761"):
+            wd.download_file(srv.url, tmp_path / wd.CHECKPOINT_FILENAME, sha256=None)
+        assert len(srv.file_requests()) == 1
+    assert leftovers(tmp_path) == []
+
+
+def test_existing_file_of_the_wrong_size_is_refused_without_hashing(tmp_path):
+    final = tmp_path / wd.CHECKPOINT_FILENAME
+    final.write_bytes(b"\0" * 5000)
+    stages = []
+    with pytest.raises(wd.ChecksumError, match="5,000 bytes, not 1,243,631,761"):
+        wd.download_file("http://127.0.0.1:9/never", final, progress=lambda s, d, t: stages.append(s))
+    assert stages == []  # not hashed
+    assert final.read_bytes() == b"\0" * 5000  # the user's file is left alone
+
+
+def test_cut_download_without_hash_is_never_installed_or_called_verified(tmp_path, payload, capsys):
+    """Issue 17: `--sha256 none` installed a 60 % file and printed "downloaded and verified"."""
+    cut = payload[: int(len(payload) * 0.6)]
+    with WeightsServer(cut, send_length=False) as srv:  # no Content-Length: ends at the close
+        rc = cli_main(["fetch-weights", "--accept-license", "--to", str(tmp_path / "a"), "--url", srv.url,
+                       "--sha256", "none", "--no-convert", "--quiet", "--retries", "0"])
+    err = capsys.readouterr()
+    assert rc == 1
+    assert "error: Downloaded 8,775 bytes, expected 1,243,631,761" in err.err
+    assert "verified" not in err.out
+    assert wd.installed_weights(tmp_path / "a") is None and leftovers(tmp_path / "a") == []
+    with WeightsServer(cut, send_length=False) as srv:  # nothing says how long it should be
+        with pytest.raises(wd.DownloadError, match="no way to tell a complete download from a cut one"):
+            wd.download_file(srv.url, tmp_path / "b" / wd.CHECKPOINT_FILENAME, sha256=None, size=None)
+    assert leftovers(tmp_path / "b") == []
+    with WeightsServer(payload) as srv:  # complete, right size, but unhashed: said so
+        rc = cli_main(["fetch-weights", "--accept-license", "--to", str(tmp_path / "c"), "--url", srv.url,
+                       "--sha256", "none", "--size", str(len(payload)), "--no-convert", "--quiet"])
+    out = capsys.readouterr()
+    assert rc == 0
+    assert "NOT verified: no SHA-256 was given (size 14,625 bytes checked" in out.out
+    assert "and verified" not in out.out
+
+
+def test_free_space_is_checked_before_writing(tmp_path, payload):
+    with WeightsServer(payload, declared_length=2**60) as srv:  # more than any disk holds
+        with pytest.raises(wd.DiskSpaceError, match="not enough free space"):
+            wd.download_file(srv.url, tmp_path / wd.CHECKPOINT_FILENAME, sha256=sha(payload), size=None)
+    assert leftovers(tmp_path) == []
+
+
+@pytest.fixture(scope="module")
+def tls_cert(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 (openssl), and a client context trusting it."""
+    import shutil
+    import ssl
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl not available")
+    d = tmp_path_factory.mktemp("tls")
+    pem = d / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(pem), "-out", str(pem)], check=True, capture_output=True, timeout=60)
+    ctx = ssl.create_default_context(cafile=str(pem))
+    return str(pem), ctx
+
+
+def test_https_to_http_redirect_is_refused(tmp_path, payload, tls_cert):
+    pem, ctx = tls_cert
+    with WeightsServer(payload) as plain:
+        with WeightsServer(payload, certfile=pem, redirect_to=plain.url) as tls:
+            # The secure server works on its own ...
+            ok = wd.download_file(tls.url, tmp_path / "ok" / wd.CHECKPOINT_FILENAME, sha256=sha(payload),
+                                  size=None, ssl_context=ctx)
+            assert ok.verified
+            # ... but its redirect to plain http is not followed.
+            with pytest.raises(wd.DownloadError, match="redirected the https download to an insecure http URL"):
+                wd.download_file(tls.redirect_url, tmp_path / "x" / wd.CHECKPOINT_FILENAME,
+                                 sha256=sha(payload), size=None, ssl_context=ctx)
+        assert plain.file_requests() == []
+    assert leftovers(tmp_path / "x") == []

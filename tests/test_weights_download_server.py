@@ -4,10 +4,13 @@ Serves one payload at ``/<repo>/resolve/main/model_objaverse.ckpt`` (the Hugging
 ``checkpoint_url(server.base_url)`` points at it), optionally via a 302 redirect that carries
 ``X-Linked-Etag`` / ``X-Linked-Size`` like the hub does. It can honour or ignore ``Range``, drop
 the connection after N body bytes (for the next ``drops`` responses), answer every request with an
-error status (``fail_status``), and records every request.
+error status (``fail_status``), announce a wrong ``Content-Length`` (``declared_length``) or none
+at all (``send_length=False``: the body ends when the connection closes), redirect anywhere
+(``redirect_to``), serve https with a given certificate (``certfile``), and records every request.
 """
 import hashlib
 import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -27,7 +30,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path.startswith("/redirect/"):
             self.send_response(302)
-            self.send_header("Location", self.path[len("/redirect"):])
+            self.send_header("Location", srv.redirect_to or self.path[len("/redirect"):])
             self.send_header("X-Linked-Etag", f'"{srv.advertised_sha256 or hashlib.sha256(srv.payload).hexdigest()}"')
             self.send_header("X-Linked-Size", str(len(srv.payload)))
             self.send_header("Content-Length", "0")
@@ -52,7 +55,12 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
+        if srv.declared_length is not None:
+            self.send_header("Content-Length", str(srv.declared_length))
+        elif srv.send_length:
+            self.send_header("Content-Length", str(len(body)))
+        else:
+            self.close_connection = True
         self.send_header("ETag", '"v1"')
         self.send_header("Accept-Ranges", "bytes" if srv.support_range else "none")
         self.end_headers()
@@ -60,21 +68,34 @@ class _Handler(BaseHTTPRequestHandler):
             drop = srv.drops > 0 and srv.drop_after is not None
             if drop:
                 srv.drops -= 1
-        if drop:
-            self.wfile.write(body[: srv.drop_after])
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_RDWR)
+        try:
+            if drop:
+                self.wfile.write(body[: srv.drop_after])
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+                return
+            self.wfile.write(body)
+        except OSError:  # the client hung up (e.g. it refused the announced length)
             self.close_connection = True
-            return
-        self.wfile.write(body)
 
 
 class WeightsServer:
     """Context manager: ``with WeightsServer(payload) as srv: srv.url`` ..."""
 
     def __init__(self, payload: bytes, support_range=True, drop_after=None, drops=0,
-                 advertised_sha256=None, fail_status=None):
+                 advertised_sha256=None, fail_status=None, declared_length=None, send_length=True,
+                 redirect_to=None, certfile=None):
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.scheme = "http"
+        if certfile:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(certfile)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
+        self.httpd.declared_length = declared_length
+        self.httpd.send_length = send_length
+        self.httpd.redirect_to = redirect_to
         self.httpd.daemon_threads = True
         self.httpd.payload = payload
         self.httpd.support_range = support_range
@@ -88,7 +109,7 @@ class WeightsServer:
 
     @property
     def base_url(self):
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.httpd.server_address[1]}"
 
     @property
     def url(self):

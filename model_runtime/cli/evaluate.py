@@ -6,25 +6,34 @@ best-of-k and at one fixed k per dataset, overall and per category, for the mode
 untrained network (control: the model file's architecture with random weights) and the
 baselines (one part, Ward on position+normal, spectral features of the face graph).
 
-Examples:
-  python -m model_runtime evaluate --dataset procedural
-  python -m model_runtime evaluate --checkpoint runs/small/model.safetensors --dataset coseg
+The COSEG subset is looked up at --coseg-dir, else $PARTFIELD_COSEG_DIR, else
+../shared/datasets/coseg_subset next to the checkout.
+
+examples:
+  partfield evaluate --dataset procedural --per-category 3
+  partfield evaluate --dataset coseg --coseg-dir datasets/coseg_subset --json scores.json
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
-DEFAULT_COSEG = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "coseg_subset"
-ALL_METHODS = ["model", "model_features", "untrained", "one_part", "ward_posnormal", "spectral", "spectral_alike"]
+DEFAULT_COSEG = Path(os.environ.get("PARTFIELD_COSEG_DIR")
+                     or Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "coseg_subset")
+ALL_METHODS = ["model", "model_features", "untrained", "one_part", "ward_posnormal", "spectral", "spectral_alike",
+               "model_tta"]
 
 
 def add_parser(subparsers, help_line: str) -> None:
     p = subparsers.add_parser("evaluate", help=help_line, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="model file (.safetensors/.ckpt/.pt); default: the bundled model")
-    p.add_argument("--dataset", default="all", choices=["procedural", "coseg", "all"])
+    p.add_argument("--dataset", default="all", choices=["procedural", "coseg", "all", "weak"],
+                   help="weak: the held-out shapes of the weak kinds of issue 20 (busts, humans, animals, "
+                        "fish, birds, bearings, machine parts); not part of 'all'")
+    p.add_argument("--categories", help="comma-separated categories of the procedural or weak set")
     p.add_argument("--coseg-dir", default=str(DEFAULT_COSEG), help="COSEG subset folder")
     p.add_argument("--per-category", type=int, default=3, help="held-out procedural shapes per category")
     p.add_argument("--methods", default=",".join(ALL_METHODS),
@@ -36,6 +45,12 @@ def add_parser(subparsers, help_line: str) -> None:
     p.add_argument("--touching-only", action="store_true",
                    help="model methods: build the tree on touching parts only (no look-alike merges above "
                         "its natural cut; the runtime's behaviour before 2026-11-29)")
+    p.add_argument("--tta", type=int, default=4,
+                   help="model_tta: the model's field averaged over this many rigid views (test-time augmentation; "
+                        "the runtime's default is 4 mirror views); the model method itself uses 1")
+    p.add_argument("--tta-set", default="mirror", choices=["axes", "mirror"],
+                   help="model_tta: axes = identity then cyclic axis permutations; mirror = identity then "
+                        "mirror images across the coordinate planes")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--limit", type=int, help="evaluate only the first N shapes of each dataset")
@@ -56,7 +71,7 @@ def _methods(args, log):
     if unknown:
         raise SystemExit(f"unknown methods: {', '.join(unknown)}")
     methods, info = [], {}
-    if {"model", "model_features", "untrained"} & set(wanted):
+    if {"model", "model_features", "untrained", "model_tta"} & set(wanted):
         # the untrained control has the architecture of the model file (default: the bundled one)
         model = FieldModel.load(args.checkpoint, device=args.device, precision="fp32")
         cfg = model.config
@@ -69,6 +84,11 @@ def _methods(args, log):
                 methods.append(ev.model_method(name, model, args.points or cfg.num_points, args.face_samples,
                                                args.face_method, clustering, shared,
                                                group_alike=not args.touching_only))
+    if "model_tta" in wanted:
+        methods.append(ev.model_method("model_tta", model, args.points or cfg.num_points, args.face_samples,
+                                       args.face_method, group_alike=not args.touching_only, views=args.tta,
+                                       view_set=args.tta_set))
+        info["model_tta"] = {"test_time_views": args.tta, "view_set": args.tta_set}
     if "untrained" in wanted:
         torch.manual_seed(0)
         net = PartFieldNet(cfg)
@@ -92,8 +112,11 @@ def run(args) -> int:
     report = {"command": "python -m model_runtime evaluate " + " ".join(_argv(args)), "models": info,
               "datasets": {}}
     sets = []
+    cats = [c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else None
+    if args.dataset == "weak":
+        sets.append(("weak", ev.weak_set(args.per_category, cats)))
     if args.dataset in ("procedural", "all"):
-        sets.append(("procedural", ev.procedural_set(args.per_category)))
+        sets.append(("procedural", ev.procedural_set(args.per_category, cats)))
     if args.dataset in ("coseg", "all"):
         sets.append(("coseg", ev.load_coseg(args.coseg_dir)))
     for name, shapes in sets:
@@ -104,8 +127,14 @@ def run(args) -> int:
         for level, scores in [("", res["scores"])] + sorted(res["levels"].items()):
             key = f"{name}_{level}" if level else name
             summary = ev.summarise(shapes, scores)
-            report["datasets"][key] = {"summary": summary, "seconds": res["seconds"], "scores": scores}
+            sugg = ev.summarise_suggested(shapes, res["suggested"], level)
+            report["datasets"][key] = {"summary": summary, "seconds": res["seconds"], "scores": scores,
+                                       "suggested": {m: {s: [k, v[level]] for s, (k, v) in per.items()}
+                                                     for m, per in res["suggested"].items()},
+                                       "suggested_summary": sugg}
             print(ev.format_table(summary, f"{key} ({len(shapes)} shapes)"), flush=True)
+            print(flush=True)
+            print(ev.format_suggested(sugg, f"{key} ({len(shapes)} shapes)"), flush=True)
             print(flush=True)
         if args.json:  # written after every dataset, so a long run keeps what it finished
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +144,8 @@ def run(args) -> int:
 
 def _argv(args) -> list:
     out = []
-    for key in ("checkpoint", "dataset", "per_category", "methods", "points", "face_method", "limit"):
+    for key in ("checkpoint", "dataset", "categories", "per_category", "methods", "points", "face_method", "tta",
+                "tta_set", "limit"):
         v = getattr(args, key, None)
         if v is not None:
             out.append(f"--{key.replace('_', '-')} {v}")

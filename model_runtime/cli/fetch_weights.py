@@ -17,17 +17,23 @@ def add_parser(subparsers, help_line):
     p.add_argument("--url", default=None,
                    help=f"where to download from (default: ${wd.URL_ENV} or {wd.checkpoint_url()})")
     p.add_argument("--sha256", default=wd.EXPECTED_SHA256, metavar="HEX",
-                   help="expected SHA-256 of the .ckpt (default: the value from a third-party note, "
-                        "unverified by this project; 'none' skips the check)")
-    p.add_argument("--size", type=int, default=wd.EXPECTED_SIZE, metavar="BYTES",
-                   help="expected size in bytes (default: trust the server's length)")
+                   help="expected SHA-256 of the .ckpt (default: the released file's, "
+                        f"{wd.EXPECTED_SHA256[:12]}...; 'none' skips the check and the file is "
+                        "reported as not verified)")
+    p.add_argument("--size", type=int, default=None, metavar="BYTES",
+                   help=f"expected size in bytes (default: {wd.EXPECTED_SIZE:,}, the released file's, "
+                        "unless another --sha256 is given)")
     p.add_argument("--no-convert", action="store_true",
                    help="keep only the verified .ckpt; skip the compact fp16 copy")
     p.add_argument("--remove-original", action="store_true",
-                   help="delete the 1.4 GB .ckpt after the compact copy is written")
+                   help="delete the 1.2 GB .ckpt after the compact copy is written")
     p.add_argument("--restart", action="store_true",
                    help="discard an unfinished download instead of resuming it")
-    p.add_argument("--retries", type=int, default=5, help="network retries in a row (default 5)")
+    p.add_argument("--retries", type=int, default=5, help="network retries in a row without progress (default 5)")
+    p.add_argument("--max-attempts", type=int, default=wd.MAX_ATTEMPTS,
+                   help=f"requests in all before giving up (default {wd.MAX_ATTEMPTS})")
+    p.add_argument("--time-budget", type=float, default=wd.TIME_BUDGET_S / 60, metavar="MINUTES",
+                   help=f"give up after this many minutes (default {wd.TIME_BUDGET_S / 60:.0f})")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
     return p
@@ -79,15 +85,29 @@ def run(args) -> int:
         wd.discard_partial(args.to)
     sha = args.sha256
     if not sha or sha.lower() == "none":
-        print("warning: no SHA-256 given, the file's content is not verified", file=sys.stderr)
+        print("warning: no SHA-256 given, the file's content will not be verified", file=sys.stderr)
         sha = None
+    elif len(sha) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha):
+        print("error: --sha256 must be 64 hexadecimal digits or 'none'", file=sys.stderr)
+        return 2
+    size = wd.AUTO if args.size is None else args.size
+    if args.retries < 0 or args.max_attempts < 1 or not args.time_budget > 0 or (args.size is not None and args.size < 1):
+        print("error: --retries >= 0, --max-attempts >= 1, --time-budget > 0 and --size >= 1 are required",
+              file=sys.stderr)
+        return 2
     result = wd.fetch_weights(
-        args.to, url=args.url, sha256=sha, size=args.size, convert=not args.no_convert,
+        args.to, url=args.url, sha256=sha, size=size, convert=not args.no_convert,
         keep_original=not args.remove_original, progress=None if args.quiet else _Progress(),
-        retries=args.retries,
+        retries=args.retries, max_attempts=args.max_attempts, time_budget=args.time_budget * 60,
     )
-    state = "downloaded and verified" if result.downloaded else "already present and verified"
-    print(f"{wd.CHECKPOINT_FILENAME}: {state} (SHA-256 {result.sha256})")
+    where = "downloaded" if result.downloaded else "already present"
+    if result.verified:
+        print(f"{wd.CHECKPOINT_FILENAME}: {where} and verified (SHA-256 {result.sha256})")
+    else:
+        expected = wd.resolve_size(size, sha)
+        checked = f"size {expected:,} bytes checked" if expected is not None else "size as the server sent it"
+        print(f"{wd.CHECKPOINT_FILENAME}: {where}, NOT verified: no SHA-256 was given ({checked}; "
+              f"its SHA-256 is {result.sha256 or 'unknown'})")
     if result.checkpoint_path:
         print(f"checkpoint: {result.checkpoint_path}")
     if result.compact_path:

@@ -1,10 +1,18 @@
-"""`python -m model_runtime info CKPT`: what a checkpoint file is."""
+"""`partfield info CKPT`: what a checkpoint file is."""
+import argparse
 import json
 from pathlib import Path
 
+EXAMPLES = [
+    "partfield info",
+    "partfield info --json",
+]
+
 
 def add_parser(subparsers, help_line):
-    p = subparsers.add_parser("info", help=help_line, description=help_line)
+    p = subparsers.add_parser("info", help=help_line, description=help_line,
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES))
     p.add_argument("checkpoint", nargs="?", help="checkpoint file (.ckpt, .pt, .safetensors); default: the bundled model")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=run)

@@ -19,11 +19,13 @@ import numpy as np
 
 from .primitives import mesh_world, random_rotation, rot_axis, sample_inside, sdf
 from .shapes import CATEGORIES, CATEGORY_WEIGHTS, Assembly
+from .shapes_organic import WEAK_CATEGORIES
 from .surface_nets import surface_nets
 
 _CAT_NAMES = list(CATEGORIES)
 _CAT_P = np.array([CATEGORY_WEIGHTS[c] for c in _CAT_NAMES])
 _CAT_P = _CAT_P / _CAT_P.sum()
+ALL_CATEGORIES = {**CATEGORIES, **WEAK_CATEGORIES}  # by name; the default mix is CATEGORIES
 
 
 @dataclass
@@ -43,6 +45,7 @@ class PartShape:
     transform: np.ndarray
     welded: bool
     seed: int
+    tessellation: str = "uniform"  # or one of TESSELLATIONS (the weak kinds vary it)
 
     @property
     def n_leaves(self) -> int:
@@ -116,18 +119,75 @@ def _mesh_welded(asm: Assembly, rng, blend: float, grid_res: int) -> tuple:
     return v, f, labels
 
 
+def prim_sdf(asm: Assembly, i: int, pts: np.ndarray) -> np.ndarray:
+    """Signed distance of primitive `i` of `asm` with its cuts (`Assembly.drill`) removed."""
+    d = sdf(asm.prims[i], pts)
+    for c in asm.cuts.get(i, ()):
+        d = np.maximum(d, -sdf(c, pts))
+    return d
+
+
 def _union_field(asm: Assembly, pts: np.ndarray, blend: float) -> np.ndarray:
     field = None
-    for p in asm.prims:
-        d = sdf(p, pts)
+    for i in range(len(asm.prims)):
+        d = prim_sdf(asm, i, pts)
         field = d if field is None else _smin(field, d, blend)
     return field
 
 
 def nearest_leaf(asm: Assembly, pts: np.ndarray) -> np.ndarray:
     """Leaf part of the primitive with the smallest signed distance at each point."""
-    d = np.stack([sdf(p, pts) for p in asm.prims], axis=1)
+    d = np.stack([prim_sdf(asm, i, pts) for i in range(len(asm.prims))], axis=1)
     return np.asarray(asm.prim_leaf)[np.argmin(d, axis=1)]
+
+
+# ---------------------------------------------------------------------------------------
+# Tessellations like real assets (the weak kinds: `Assembly.varied_tessellation`).
+
+TESSELLATIONS = ("uniform", "decimated", "irregular", "coarse", "dense")
+
+
+def decimate_clusters(v: np.ndarray, f: np.ndarray, cell: float, offset: np.ndarray):
+    """Vertex clustering: vertices in one grid cell merge at their mean; faces that collapse
+    go. Returns (vertices, faces, kept face index)."""
+    key = np.floor((v - offset) / cell).astype(np.int64)
+    _, inv = np.unique(key, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    n = int(inv.max()) + 1
+    cnt = np.bincount(inv, minlength=n).astype(np.float64)
+    nv = np.stack([np.bincount(inv, weights=v[:, k], minlength=n) for k in range(3)], 1) / cnt[:, None]
+    nf = inv[f]
+    ok = (nf[:, 0] != nf[:, 1]) & (nf[:, 1] != nf[:, 2]) & (nf[:, 0] != nf[:, 2])
+    idx = np.nonzero(ok)[0]
+    _, first = np.unique(np.sort(nf[idx], axis=1), axis=0, return_index=True)
+    idx = idx[np.sort(first)]
+    return nv, nf[idx], idx
+
+
+def split_irregular(v: np.ndarray, f: np.ndarray, fraction: float, rng):
+    """Split a random `fraction` of the triangles in three at a random interior point (uneven
+    valences and slivers). Returns (vertices, faces, source face of each face)."""
+    pick = rng.random(len(f)) < fraction
+    idx = np.nonzero(pick)[0]
+    w = rng.dirichlet([2.0, 2.0, 2.0], size=len(idx))
+    centre = np.einsum("ij,ijk->ik", w, v[f[idx]])
+    c = len(v) + np.arange(len(idx))
+    a, b, d = f[idx, 0], f[idx, 1], f[idx, 2]
+    new = np.concatenate([np.stack([a, b, c], 1), np.stack([b, d, c], 1), np.stack([d, a, c], 1)])
+    keep = np.nonzero(~pick)[0]
+    faces = np.concatenate([f[keep], new])
+    src = np.concatenate([keep, idx, idx, idx])
+    return np.concatenate([v, centre]), faces, src
+
+
+def _retessellate(v, f, labels, rng, mode: str, size: float):
+    if mode == "decimated":
+        v, f, kept = decimate_clusters(v, f, size / rng.uniform(30, 60), rng.uniform(0, 1, 3) * size)
+        return v, f, labels[kept]
+    if mode == "irregular":
+        v, f, src = split_irregular(v, f, rng.uniform(0.3, 0.8), rng)
+        return v, f, labels[src]
+    return v, f, labels
 
 
 def _orientation(rng) -> np.ndarray:
@@ -154,20 +214,35 @@ def make_shape(seed: int, category: str | None = None, welded: bool | None = Non
     rng = np.random.default_rng(seed)
     if category is None:
         category = _CAT_NAMES[rng.choice(len(_CAT_NAMES), p=_CAT_P)]
-    asm = CATEGORIES[category](rng)
+    asm = ALL_CATEGORIES[category](rng)
     # Slight jitter of every primitive (placement and angle), then scale variation.
     for p in asm.prims:
         ext = float(np.abs(p.local_extent()).max())
         p.pos = p.pos + rng.normal(scale=0.01 * ext, size=3)
         p.rot = rot_axis(rng.normal(size=3), np.deg2rad(rng.normal(scale=1.5))) @ p.rot
     if welded is None:
-        welded = asm.organic or rng.random() < welded_fraction
+        welded = asm.organic or bool(asm.cuts) or rng.random() < welded_fraction
+    if asm.cuts:
+        welded = True  # holes exist only in the field
+    tess = "uniform"
+    if asm.varied_tessellation:
+        tess = TESSELLATIONS[int(rng.integers(len(TESSELLATIONS)))]
     if welded:
         lo = np.min([p.world_bounds()[0] for p in asm.prims], axis=0)
         hi = np.max([p.world_bounds()[1] for p in asm.prims], axis=0)
         size = float((hi - lo).max())
-        blend = size * (rng.uniform(0.02, 0.06) if asm.organic else rng.uniform(0.0, 0.012))
-        v, f, labels = _mesh_welded(asm, rng, blend, int(rng.integers(40, 72)))
+        if asm.blend_range is not None:
+            blend = size * rng.uniform(*asm.blend_range)
+        else:
+            blend = size * (rng.uniform(0.02, 0.06) if asm.organic else rng.uniform(0.0, 0.012))
+        g_lo, g_hi = asm.grid_range or (40, 72)
+        grid = int(rng.integers(g_lo, g_hi))
+        if tess == "coarse":
+            grid = int(rng.integers(max(24, g_lo // 2), max(25, g_lo * 3 // 4)))
+        elif tess == "dense":
+            grid = int(rng.integers(g_hi, g_hi * 3 // 2))
+        v, f, labels = _mesh_welded(asm, rng, blend, grid)
+        v, f, labels = _retessellate(v, f, labels, rng, tess, size)
     else:
         v, f, labels = _mesh_loose(asm, rng)
     # Vertex noise, relative to the object size.
@@ -183,7 +258,8 @@ def make_shape(seed: int, category: str | None = None, welded: bool | None = Non
         props = np.zeros((len(plist), asm.n_leaves), dtype=bool)
         for i, ids in enumerate(plist):
             props[i, ids] = True
-    return PartShape(category, v, f.astype(np.int64), labels.astype(np.int64), props, asm, rot, bool(welded), seed)
+    return PartShape(category, v, f.astype(np.int64), labels.astype(np.int64), props, asm, rot, bool(welded), seed,
+                     tess)
 
 
 # ---------------------------------------------------------------------------------------
@@ -223,6 +299,8 @@ def sample_interior(shape: PartShape, n: int, rng) -> tuple[np.ndarray, np.ndarr
     counts = rng.multinomial(n, vol / vol.sum())
     pts = [sample_inside(p, int(c), rng) for p, c in zip(asm.prims, counts) if c > 0]
     pts = np.concatenate(pts) if pts else np.zeros((0, 3))
+    if asm.cuts and len(pts):  # not inside a hole
+        pts = pts[_union_field(asm, pts, 0.0) < 0.0]
     if len(pts) == 0:
         return pts, np.zeros(0, dtype=np.int64)
     labels = nearest_leaf(asm, pts)

@@ -22,6 +22,13 @@ class Assembly:
     groups: list = field(default_factory=list)  # list[list[int]] of leaf ids (size >= 2)
     organic: bool = False  # smooth blends between parts (always meshed welded)
     n_leaves: int = 0
+    # Solids cut out of single primitives: {primitive index: [Prim]} (holes, bores, cut
+    # planes). Shapes with cuts are always meshed welded (surface nets of the field).
+    cuts: dict = field(default_factory=dict)
+    # Meshing overrides of the weak-kind builders (`shapes_organic.py`); None: the defaults.
+    blend_range: tuple | None = None  # smooth-union radius, fraction of the object size
+    grid_range: tuple | None = None  # surface-nets cells along the longest side
+    varied_tessellation: bool = False  # re-tessellate (decimated / irregular / coarse / dense)
 
     # -- building -----------------------------------------------------------------------
     def leaf(self, *prims: Prim) -> list:
@@ -32,6 +39,12 @@ class Assembly:
             self.prims.append(p)
             self.prim_leaf.append(lid)
         return [lid]
+
+    def drill(self, leaf_ids, *cutters: Prim) -> None:
+        """Cut `cutters` out of every primitive of the leaves `leaf_ids` (not from others)."""
+        for i, lid in enumerate(self.prim_leaf):
+            if lid in leaf_ids:
+                self.cuts.setdefault(i, []).extend(cutters)
 
     def group(self, *children) -> list:
         """Group leaf-id lists into one coarser part; returns the flattened leaf ids."""

@@ -144,9 +144,36 @@ def export_compact(net: PartFieldNet, path, metadata: dict) -> Path:
     return save_compact(path, net.state_dict(), net.config, meta)
 
 
+_TRAINING_KEYS = ("model", "temperature", "optimizer", "step", "elapsed", "config")
+
+
+def read_training_checkpoint(path, device="cpu") -> dict:
+    """A run's checkpoint.pt, read with torch's restricted (weights_only) unpickler: tensors,
+    containers and numbers only, no pickled code. CheckpointError for anything else."""
+    from ..errors import CheckpointError
+
+    path = Path(path)
+    try:
+        ck = torch.load(path, map_location=device, weights_only=True)
+    except MemoryError:
+        raise CheckpointError(f"{path.name}: not enough memory to read the training checkpoint") from None
+    except Exception as exc:  # UnpicklingError (a disallowed global), BadZipFile, EOFError, OSError ...
+        raise CheckpointError(
+            f"{path.name}: cannot read the training checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
+        ) from None
+    if not isinstance(ck, dict) or any(k not in ck for k in _TRAINING_KEYS):
+        raise CheckpointError(f"{path.name}: not a training checkpoint of this project "
+                              f"(expected the entries {', '.join(_TRAINING_KEYS)})")
+    try:
+        PartFieldConfig.from_dict(ck["config"])
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path.name}: invalid network config ({exc})") from None
+    return ck
+
+
 def load_training_checkpoint(path, device="cpu"):
     """(network, temperature, checkpoint dict) from a run's checkpoint.pt."""
-    ck = torch.load(path, map_location=device, weights_only=False)
+    ck = read_training_checkpoint(path, device)
     cfg = PartFieldConfig.from_dict(ck["config"])
     net = PartFieldNet(cfg)
     net.load_state_dict(ck["model"])
@@ -177,15 +204,20 @@ class Trainer:
         self.history: list = []
         ck_path = self.out / "checkpoint.pt"
         if opts.resume and ck_path.exists():
-            ck = torch.load(ck_path, map_location=self.device, weights_only=False)
+            from ..errors import CheckpointError
+
+            ck = read_training_checkpoint(ck_path, self.device)
             if ck["config"] != self.cfg.to_dict():
-                raise ValueError("the checkpoint's network config differs from --config")
-            self.net.load_state_dict(ck["model"])
-            self.temp.load_state_dict(ck["temperature"])
-            self.optim.load_state_dict(ck["optimizer"])
-            self.step = int(ck["step"])
-            self.elapsed = float(ck["elapsed"])
-            self.history = list(ck.get("history", []))
+                raise CheckpointError(f"{ck_path}: the checkpoint's network config differs from --config {opts.config}")
+            try:
+                self.net.load_state_dict(ck["model"])
+                self.temp.load_state_dict(ck["temperature"])
+                self.optim.load_state_dict(ck["optimizer"])
+                self.step = int(ck["step"])
+                self.elapsed = float(ck["elapsed"])
+                self.history = list(ck.get("history", []))
+            except (RuntimeError, ValueError, TypeError, KeyError) as exc:
+                raise CheckpointError(f"{ck_path}: the training checkpoint does not fit this run ({str(exc)[:300]})") from None
             self.log(f"resumed from {ck_path} at step {self.step} ({self.elapsed / 60:.1f} min trained)")
         (self.out / "options.json").write_text(json.dumps(opts.to_dict(), indent=2))
 

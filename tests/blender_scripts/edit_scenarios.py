@@ -8,7 +8,6 @@ tests/test_blender_edits.py runs one process per scenario.
 """
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import time
@@ -392,17 +391,7 @@ SCENARIOS = {
 
 
 def main():
-    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
-    ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=sorted(SCENARIOS))
-    ap.add_argument("--workdir", required=True)
-    args = ap.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(2)
-    t = time.perf_counter()
-    SCENARIOS[args.scenario](args)
-    print(f"SCENARIO OK {args.scenario} ({time.perf_counter() - t:.1f}s)", flush=True)
+    H.run_scenario_main(SCENARIOS, threads=2)
 
 
 if __name__ == "__main__":

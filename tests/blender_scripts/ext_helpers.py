@@ -202,3 +202,48 @@ def face_labels_of_writer_groups(obj, names):
         vs = list(p.vertices)
         out.append([gi for gi in range(len(names)) if member[gi, vs].all()])
     return out
+
+
+def panel_texts() -> list[str]:
+    """Draw the PartField panel with a recording layout (no GUI here); the texts it shows."""
+    import bpy
+
+    panel = addon_module("panel")
+    texts = []
+
+    class Layout:
+        def __getattr__(self, name):
+            def call(*args, **kwargs):
+                if "text" in kwargs:
+                    texts.append(kwargs["text"])
+                return self
+            return call
+
+        def __setattr__(self, name, value):
+            pass
+
+    panel.VIEW3D_PT_partfield.draw(type("FakePanel", (), {"layout": Layout()})(), bpy.context)
+    return texts
+
+
+def run_scenario_main(scenarios: dict, weights: bool = False, threads: int | None = None) -> None:
+    """Command line of a scenario script: `SCRIPT NAME --workdir DIR [--weights W --weights2 W2]`;
+    runs one scenario and prints 'SCENARIO OK NAME' (what the pytest side checks)."""
+    import argparse
+    import time
+
+    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scenario", choices=sorted(scenarios))
+    if weights:
+        ap.add_argument("--weights", required=True)
+        ap.add_argument("--weights2")
+    ap.add_argument("--workdir", required=True)
+    args = ap.parse_args(argv)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    t = time.perf_counter()
+    scenarios[args.scenario](args)
+    print(f"SCENARIO OK {args.scenario} ({time.perf_counter() - t:.1f}s)", flush=True)

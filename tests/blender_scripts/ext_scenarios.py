@@ -7,7 +7,6 @@ pytest file tests/test_blender_extension.py runs one process per scenario.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -479,23 +478,7 @@ def scenario_errors(args):
 
 def panel_draw_smoke():
     """Draw the panel with a recording layout in the states it can be in (no GUI here)."""
-    panel = H.addon_module("panel")
-    texts = []
-
-    class Layout:
-        def __getattr__(self, name):
-            def call(*args, **kwargs):
-                if "text" in kwargs:
-                    texts.append(kwargs["text"])
-                return self
-            return call
-
-        def __setattr__(self, name, value):
-            pass
-
-    fake = type("FakePanel", (), {"layout": Layout()})()
-    panel.VIEW3D_PT_partfield.draw(fake, bpy.context)
-    return texts
+    return H.panel_texts()
 
 
 def scenario_preferences(args):
@@ -982,19 +965,7 @@ SCENARIOS.update({
 })
 
 def main():
-    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
-    ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=sorted(SCENARIOS))
-    ap.add_argument("--weights", required=True)
-    ap.add_argument("--weights2")
-    ap.add_argument("--workdir", required=True)
-    args = ap.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(2)
-    t = time.perf_counter()
-    SCENARIOS[args.scenario](args)
-    print(f"SCENARIO OK {args.scenario} ({time.perf_counter() - t:.1f}s)", flush=True)
+    H.run_scenario_main(SCENARIOS, weights=True, threads=2)
 
 
 if __name__ == "__main__":

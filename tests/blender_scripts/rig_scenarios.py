@@ -8,7 +8,6 @@ the parts are given as labels (the boxes a mesh is made of).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -450,23 +449,7 @@ def scenario_rig_operator(args):
 
 
 def panel_texts():
-    """Draw the panel with a recording layout (no GUI here); the texts it shows."""
-    panel = H.addon_module("panel")
-    texts = []
-
-    class Layout:
-        def __getattr__(self, name):
-            def call(*args, **kwargs):
-                if "text" in kwargs:
-                    texts.append(kwargs["text"])
-                return self
-            return call
-
-        def __setattr__(self, name, value):
-            pass
-
-    panel.VIEW3D_PT_partfield.draw(type("FakePanel", (), {"layout": Layout()})(), bpy.context)
-    return texts
+    return H.panel_texts()
 
 
 def scenario_gltf(args):
@@ -578,14 +561,7 @@ SCENARIOS = {
 
 
 def main():
-    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
-    ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=sorted(SCENARIOS))
-    ap.add_argument("--workdir", required=True)
-    args = ap.parse_args(argv)
-    t = time.perf_counter()
-    SCENARIOS[args.scenario](args)
-    print(f"SCENARIO OK {args.scenario} ({time.perf_counter() - t:.1f}s)", flush=True)
+    H.run_scenario_main(SCENARIOS)
 
 
 if __name__ == "__main__":
