@@ -1,6 +1,7 @@
 """The loaded network on a device: points -> triplanes once, then features at any query points."""
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,20 +11,13 @@ import torch
 
 from .checkpoint import LoadedWeights, build_network, load_weights
 from .device import resolve_device, resolve_precision
-from .errors import CheckpointError, DeviceOutOfMemoryError, InputError
+from .errors import Cancelled, CheckpointError, DeviceOutOfMemoryError, InputError
+from .model_files import DEFAULT_MODEL_FILE, WEIGHTS_DIR, default_model_path  # noqa: F401  (re-exported)
 from .network import decode_from_table, triplane_table
 
 MIN_POINTS = 16
 DEFAULT_DECODE_MEMORY_MB = 512
 DECODE_CHUNK_BYTES = 16 * 2**20
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_MODEL_FILE = "partfield_small.safetensors"
-
-
-def default_model_path() -> Path:
-    """The bundled default model (our own, trained by model_runtime.training)."""
-    return WEIGHTS_DIR / DEFAULT_MODEL_FILE
-
 
 @dataclass
 class Triplanes:
@@ -120,11 +114,12 @@ class FieldModel:
         """True when the network also reads a surface normal per input point."""
         return self.config.point_normals
 
-    def encode(self, points, normals=None) -> Triplanes:
+    def encode(self, points, normals=None, cancel=None) -> Triplanes:
         """Normalised points (N, 3) (bbox centred, longest side in [-0.9, 0.9]) -> Triplanes.
 
         `normals` (N, 3): unit surface normals at the points (sign does not matter); required
-        when `reads_normals`, ignored otherwise."""
+        when `reads_normals`, ignored otherwise. `cancel() -> bool` is polled before every
+        UNet and transformer block (raises `Cancelled`)."""
         pts = np.asarray(points, dtype=np.float32)
         if pts.ndim != 2 or pts.shape[1] != 3:
             raise InputError(f"points must have shape (N, 3), got {pts.shape}")
@@ -142,7 +137,7 @@ class FieldModel:
                 raise InputError(f"normals must be finite and shaped like the points {pts.shape}, got {nrm_np.shape}")
             nrm = torch.from_numpy(nrm_np).to(self.device)[None]
         try:
-            with torch.inference_mode(), self._autocast():
+            with torch.inference_mode(), self._autocast(), self._cancel_checks(cancel):
                 planes = self.network.encode(x, nrm)
         except Exception as exc:
             if _is_oom(exc):
@@ -155,8 +150,9 @@ class FieldModel:
         keep = torch.float16 if self.device.type == "cuda" else torch.float32
         return Triplanes(planes.to(keep).contiguous())
 
-    def decode(self, triplanes: Triplanes, queries, max_memory_mb: float | None = None) -> np.ndarray:
-        """Features (Q, F) float32 at normalised query points (Q, 3), decoded in memory-capped chunks."""
+    def decode(self, triplanes: Triplanes, queries, max_memory_mb: float | None = None, cancel=None) -> np.ndarray:
+        """Features (Q, F) float32 at normalised query points (Q, 3), decoded in memory-capped
+        chunks; `cancel() -> bool` is polled before each chunk (raises `Cancelled`)."""
         q = np.asarray(queries, dtype=np.float32)
         if q.ndim != 2 or q.shape[1] != 3:
             raise InputError(f"query points must have shape (Q, 3), got {q.shape}")
@@ -176,6 +172,8 @@ class FieldModel:
             with torch.inference_mode():
                 table = triplanes.table() if use_table else None
                 for start in range(0, len(q), chunk):
+                    if cancel is not None and cancel():
+                        raise Cancelled("decoding cancelled")
                     qt = torch.from_numpy(q[start:start + chunk]).to(self.device)
                     if use_table:
                         feats = decode_from_table(table, triplanes.resolution, qt)
@@ -202,6 +200,33 @@ class FieldModel:
         if self.dtype == torch.float32:
             return torch.autocast(self.device.type, enabled=False)
         return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @contextlib.contextmanager
+    def _cancel_checks(self, cancel):
+        """Forward pre-hooks that poll `cancel()` before each block of the network."""
+        if cancel is None:
+            yield
+            return
+
+        def check(_module, _inputs):
+            if cancel():
+                raise Cancelled("encoding cancelled")
+
+        handles = [m.register_forward_pre_hook(check) for m in self._blocks()]
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    def _blocks(self):
+        """The network's big steps, in run order: point encoder, UNet blocks, transformer layers."""
+        net = self.network
+        out = [net.pvcnn.pc_encoder]
+        unet = net.pvcnn.unet_encoder
+        out += list(unet.down_convs) + list(unet.up_convs)
+        out += list(net.triplane_transformer.transformer.layers)
+        return out
 
     def _free(self):
         if self.device.type == "cuda":
@@ -235,6 +260,17 @@ def get_model(path=None, device="auto", precision="auto") -> FieldModel:
         model = FieldModel.load(resolved, dev, precision)
         _cache[str(dev)] = (key, model)
         return model
+
+
+def is_cached(path=None, device="auto", precision="auto") -> bool:
+    """True when `get_model` with these arguments would return without loading."""
+    resolved = str(Path(path).resolve()) if path else str(default_model_path())
+    try:
+        dev = resolve_device(device)
+    except ValueError:
+        return False
+    entry = _cache.get(str(dev))
+    return entry is not None and entry[0] == (resolved, str(precision))
 
 
 def clear_model_cache() -> None:

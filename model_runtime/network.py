@@ -272,6 +272,12 @@ class PVCNN(nn.Module):
 # ---------------------------------------------------------------------------
 
 
+def _on_meta(t: torch.Tensor) -> bool:
+    """True for tensors built under `torch.device("meta")` (weights about to be loaded):
+    random init there is useless, and `nn.init` on a meta tensor imports torch._dynamo (~1 s)."""
+    return t.device.type == "meta"
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention without biases. Keys: `in_proj_weight`, `out_proj.weight`."""
 
@@ -280,7 +286,8 @@ class SelfAttention(nn.Module):
         self.heads = heads
         self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
         self.out_proj = nn.Linear(width, width, bias=False)
-        nn.init.xavier_uniform_(self.in_proj_weight)
+        if not _on_meta(self.in_proj_weight):
+            nn.init.xavier_uniform_(self.in_proj_weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, W) -> (B, T, W)
         b, t, w = x.shape
@@ -338,7 +345,8 @@ class TriplaneTransformer(nn.Module):
             nn.MaxPool2d(2),
         )
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_tokens, w))
-        nn.init.normal_(self.pos_embed, std=0.02)
+        if not _on_meta(self.pos_embed):
+            nn.init.normal_(self.pos_embed, std=0.02)
         self.transformer = Transformer(w, cfg.transformer_depth, cfg.transformer_heads, cfg.transformer_mlp_ratio)
         self.upsampler = nn.ConvTranspose2d(w, c_out, 4, stride=4)
         self.mlp = nn.Sequential(nn.Linear(c_in, c_out), nn.ReLU(inplace=True), nn.Linear(c_out, c_out))

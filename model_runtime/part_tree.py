@@ -19,9 +19,11 @@ from __future__ import annotations
 from heapq import heapify, heappop, heappush
 
 import numpy as np
-import scipy.sparse as sp
 
 from .errors import Cancelled, InputError
+
+# scipy and scikit-learn are imported only where a tree is built: cutting a stored tree
+# (the slider, on Blender's main thread) needs numpy alone.
 
 
 def _ward_cost_numpy(count, sums, rows, cols, out):
@@ -31,10 +33,18 @@ def _ward_cost_numpy(count, sums, rows, cols, out):
     out[:] = np.einsum("ij,ij->i", diff, diff) * (nr * nc / (nr + nc))
 
 
-try:  # the same arithmetic, compiled, bit-identical to scikit-learn's ward_tree
-    from sklearn.cluster._hierarchical_fast import compute_ward_dist as _ward_cost
-except ImportError:  # pragma: no cover - older/newer scikit-learn layouts
-    _ward_cost = _ward_cost_numpy
+def _compiled_ward_cost():
+    """scikit-learn's compiled Ward cost (the same arithmetic, several times faster per call),
+    or the numpy version when this scikit-learn has another layout. Imported here, not at
+    module level: importing scikit-learn takes about a second."""
+    try:
+        from sklearn.cluster._hierarchical_fast import compute_ward_dist
+    except ImportError:  # pragma: no cover - older/newer scikit-learn layouts
+        return _ward_cost_numpy
+    return compute_ward_dist
+
+
+_ward_cost = None  # the cost function `ward_merges` uses; None: compiled when available
 
 
 def normalize_rows(features) -> np.ndarray:
@@ -48,6 +58,8 @@ def normalize_rows(features) -> np.ndarray:
 
 def _as_pairs(connectivity, p):
     """Unique (i>j) pairs of a connectivity (a `Connectivity`, a sparse matrix or (E,2) pairs)."""
+    import scipy.sparse as sp
+
     mat = getattr(connectivity, "matrix", connectivity)
     if sp.issparse(mat):
         m = sp.coo_matrix(mat)
@@ -79,9 +91,10 @@ def ward_merges(x, connectivity, progress=None, cancel=None, overwrite=False):
     if p < 2:
         return np.zeros((0, 2), np.int64), np.zeros(0)
     hi, lo = _as_pairs(connectivity, p)
+    ward_cost = _ward_cost or _compiled_ward_cost()
     ones = np.ones(p)
     d0 = np.empty(hi.size)
-    _ward_cost(ones, x, hi.astype(np.intp), lo.astype(np.intp), d0)
+    ward_cost(ones, x, hi.astype(np.intp), lo.astype(np.intp), d0)
     n_nodes = 2 * p - 1
     # heap entries (cost, larger id * n_nodes + smaller id): ties break as scikit-learn's do
     heap = list(zip(d0.tolist(), (hi * n_nodes + lo).tolist()))
@@ -150,7 +163,7 @@ def ward_merges(x, connectivity, progress=None, cancel=None, overwrite=False):
             rows, cc, res = rowbuf[:m], colbuf[:m], resbuf[:m]
             rows.fill(si)
             cc[:] = slot[cols]
-            _ward_cost(count, sums, rows, cc, res)
+            ward_cost(count, sums, rows, cc, res)
             kk = k * n_nodes
             for dc, c in zip(res.tolist(), cols):
                 heappush(heap, (dc, kk + c))
@@ -187,6 +200,8 @@ def free_merges(children, x, parts: int):
     The kept merges define `parts` clusters; from there the pair with the smallest Ward cost
     in `x` merges whether or not the clusters touch in the polygon graph. Ties go to the
     pair with the smaller (larger id, smaller id), as in `ward_merges`."""
+    import scipy.sparse as sp
+
     children = np.asarray(children, dtype=np.int64).reshape(-1, 2)
     p = children.shape[0] + 1
     m = min(int(parts), p)
@@ -294,12 +309,15 @@ class PartTree:
         p = x.shape[0]
         children, costs = ward_merges(x, connectivity, progress=progress, cancel=cancel,
                                       overwrite=normalize)
+        natural = natural_cut(costs, p) if p >= 2 else 1
         if free_space is not None and p >= 2:
-            extra, extra_costs = free_merges(children, free_space, natural_cut(costs, p))
+            extra, extra_costs = free_merges(children, free_space, natural)
             kept = p - 1 - len(extra)
             children = np.concatenate([children[:kept], extra])
             costs = np.concatenate([costs[:kept], extra_costs])
-        return cls(children, p, costs)
+        tree = cls(children, p, costs)
+        tree.natural_parts = natural  # the graph tree's natural cut: the suggested part count
+        return tree
 
     def _prepare(self):
         """Sizes, parents, DFS leaf order (every node's leaves contiguous) and labels."""

@@ -15,7 +15,7 @@ from .errors import Cancelled, InputError
 from .face_features import DEFAULT_MAX_MEMORY_MB, DEFAULT_RANDOM_SAMPLES, DEFAULT_SPACING, polygon_features
 from .normalization import Normalization
 from .part_embedding import DEFAULT_CLUSTERING, feature_block, part_embedding
-from .part_tree import PartTree, kmeans_labels
+from .part_tree import PartTree, kmeans_labels, natural_cut
 from .result import SegmentationResult
 from .sampling import DEFAULT_NUM_POINTS, estimate_normals, sample_mesh
 
@@ -115,7 +115,7 @@ def segment_mesh(mesh, model, options: SegmentOptions | None = None, progress=No
     t = time.perf_counter()
     rep("encoding", 0.0)
     rep.check()
-    triplanes = _encode(model, sample.points, sample.normals)
+    triplanes = _encode(model, sample.points, sample.normals, cancel=cancel)
     del sample
     rep("encoding", 1.0)
     timings["encoding_s"] = time.perf_counter() - t
@@ -125,9 +125,10 @@ def segment_mesh(mesh, model, options: SegmentOptions | None = None, progress=No
     rep.check()
     resolution = int(getattr(model.config, "plane_resolution", 128))
     stats = {}
+    decode_kwargs = {"cancel": cancel} if cancel is not None and _accepts_cancel(model.decode) else {}
     features = polygon_features(
         mesh,
-        lambda q: model.decode(triplanes, q, max_memory_mb=options.max_memory_mb),
+        lambda q: model.decode(triplanes, q, max_memory_mb=options.max_memory_mb, **decode_kwargs),
         vertices=v,
         method=options.feature_method,
         plane_resolution=resolution,
@@ -151,6 +152,7 @@ def segment_mesh(mesh, model, options: SegmentOptions | None = None, progress=No
 
     t = time.perf_counter()
     rep("part tree", 0.0)
+    rep.check()
     cluster_stats = {}
     space = part_embedding(features, mesh, con, vertices=v, method=options.clustering, stats=cluster_stats)
     rep.check()
@@ -170,6 +172,7 @@ def segment_mesh(mesh, model, options: SegmentOptions | None = None, progress=No
         "num_polygons": mesh.num_polygons,
         "num_vertices": mesh.num_vertices,
         "query_points": stats.get("points"),
+        "suggested_parts": suggested_parts(tree),
         "pieces": con.num_components,
         "clustering": cluster_stats.get("clustering", options.clustering),
         "bridges": int(len(con.bridges)),
@@ -182,11 +185,31 @@ def segment_mesh(mesh, model, options: SegmentOptions | None = None, progress=No
     return SegmentationResult(feats, tree, norm, metadata)
 
 
-def _encode(model, points, normals):
-    """Encode `points`, with their normals when the model reads them."""
-    if getattr(model, "reads_normals", False):
-        return model.encode(points, normals)
-    return model.encode(points)
+def suggested_parts(tree) -> int:
+    """The tree's own part count: its natural cut (`part_tree.natural_cut`), taken on the
+    graph-constrained merges before any look-alike merges replaced the coarse ones."""
+    natural = getattr(tree, "natural_parts", None)
+    if natural is None:
+        natural = natural_cut(tree.costs, tree.num_leaves) if tree.costs is not None else 5
+    return int(max(1, min(int(natural), tree.num_leaves)))
+
+
+def _encode(model, points, normals, cancel=None):
+    """Encode `points`, with their normals when the model reads them; `cancel` is passed on
+    to models whose `encode` polls it between blocks (`FieldModel`)."""
+    reads = getattr(model, "reads_normals", False)
+    if cancel is not None and _accepts_cancel(model.encode):
+        return model.encode(points, normals if reads else None, cancel=cancel)
+    return model.encode(points, normals) if reads else model.encode(points)
+
+
+def _accepts_cancel(fn) -> bool:
+    import inspect
+
+    try:
+        return "cancel" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def segment_points(points, model, ks=range(2, 21), options: SegmentOptions | None = None) -> dict:

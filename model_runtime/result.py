@@ -36,6 +36,21 @@ class SegmentationResult:
     def max_parts(self) -> int:
         return self.tree.num_leaves
 
+    @property
+    def suggested_parts(self) -> int:
+        """The tree's own part count (its natural cut), 1..P: stored at build time in the
+        metadata; for results saved before that, found from the stored merge costs (numpy)."""
+        p = self.num_polygons
+        value = self.metadata.get("suggested_parts")
+        if value is None:
+            from .part_tree import natural_cut
+
+            value = natural_cut(self.tree.costs, p) if self.tree.costs is not None else min(5, p)
+        try:
+            return max(1, min(int(value), p))
+        except (TypeError, ValueError):
+            return max(1, min(5, p))
+
     def labels(self, k) -> np.ndarray:
         """(P,) int32 part labels 0..k-1 (k clamped to 1..P), nested and stable across k."""
         k = max(1, min(int(k), self.num_polygons))

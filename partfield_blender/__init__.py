@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import bpy
 
-from . import edit_operators, operators, panel, preferences, properties, rig_operators, storage, weights_download_ui
+from . import (edit_operators, operators, panel, preferences, preview, properties, rig_operators, storage,
+               weights_download_ui)
 
 
 def _classes():
@@ -20,12 +21,13 @@ def _classes():
 def _on_depsgraph_update(scene, depsgraph):
     for update in depsgraph.updates:
         if update.is_updated_geometry and isinstance(update.id, bpy.types.Mesh):
-            storage.forget_fingerprints(update.id.original.as_pointer())
+            storage.geometry_updated(update.id.original.as_pointer())
 
 
 @bpy.app.handlers.persistent
 def _on_load_post(*_args):
     storage.forget_cache()
+    preview.forget_cache()
 
 
 _HANDLERS = (

@@ -66,16 +66,50 @@ def extract_inputs(obj, use_modifiers: bool = False, depsgraph=None) -> ComputeI
     if problem:
         raise InputError(problem)
     read = read_object(obj, use_modifiers=use_modifiers, depsgraph=depsgraph)
+    from . import storage
+
+    storage.remember_fingerprint(obj.data, read.fingerprint)  # an edit meanwhile drops it again
     if read.mesh.num_polygons == 0:
         raise InputError(f"'{obj.name}' has no faces after its modifiers.")
     return ComputeInputs(obj.name, read.mesh, read.face_map, read.fingerprint, read.base_polygons, use_modifiers)
 
 
-def load_model(spec: ModelSpec):
-    """The model for `spec`, from the per-process cache (`model_runtime.field_model.get_model`)."""
-    from model_runtime.field_model import get_model
+def load_model(spec: ModelSpec, progress=None, cancel=None):
+    """The model for `spec`, from the per-process cache (`model_runtime.field_model.get_model`).
 
-    return get_model(spec.path, device=spec.device, precision=spec.precision)
+    The first call imports torch (most of a cold load); `progress(stage, fraction)` hears of
+    it and `cancel()` is checked before and after each step."""
+    from model_runtime.errors import Cancelled
+    from model_runtime.progress import LOADING
+
+    def check():
+        if cancel is not None and cancel():
+            raise Cancelled("Compute cancelled.")
+
+    check()
+    from model_runtime.field_model import get_model  # imports torch the first time
+
+    if progress:
+        progress(LOADING, 0.8)
+    check()
+    model = get_model(spec.path, device=spec.device, precision=spec.precision)
+    if progress:
+        progress(LOADING, 1.0)
+    check()
+    return model
+
+
+def model_is_loaded(spec: ModelSpec) -> bool:
+    """True when `spec`'s model is already in memory (never imports torch)."""
+    import sys
+
+    fm = sys.modules.get("model_runtime.field_model")
+    if fm is None:
+        return False
+    try:
+        return bool(fm.is_cached(spec.path, device=spec.device, precision=spec.precision))
+    except Exception:  # informative only (progress weights)
+        return False
 
 
 def _options(spec: ModelSpec):
@@ -102,15 +136,14 @@ def run_compute(inputs: ComputeInputs, model_spec: ModelSpec | None = None, prog
     """Network pass, face features and part tree for one mesh. Touches no bpy data: safe in a thread.
 
     `progress(stage, fraction)`; `cancel() -> bool` (raises `Cancelled` at the next check)."""
-    from model_runtime.errors import Cancelled
-    from model_runtime.pipeline import segment_mesh
+    from model_runtime.progress import LOADING
 
     spec = model_spec or ModelSpec()
     if progress:
-        progress("loading model", 0.0)
-    model = load_model(spec)
-    if cancel and cancel():
-        raise Cancelled("Compute cancelled.")
+        progress(LOADING, 0.0)
+    model = load_model(spec, progress, cancel)
+    from model_runtime.pipeline import segment_mesh
+
     return segment_mesh(inputs.mesh, model, _options(spec), progress=progress, cancel=cancel)
 
 
@@ -124,17 +157,22 @@ def _model_info(model) -> dict:
 
 def apply_result(obj, inputs: ComputeInputs, result, parts: int | None = None, show_preview: bool = True,
                  info: dict | None = None) -> int:
-    """Store `result` on `obj`, set its parts slider and colour the preview. Returns the part count shown."""
+    """Store `result` on `obj`, set its parts slider and colour the preview. Returns the part count shown.
+
+    `parts` None: the slider starts at the result's suggested part count (its natural cut)."""
     from . import preview, storage
 
     if len(obj.data.polygons) != inputs.base_polygons:
         from model_runtime.errors import InputError
 
         raise InputError(f"'{obj.name}' changed while it was being computed; compute again.")
+    suggested = suggested_parts(result)
+    info = dict(info or {})
+    info["suggested_parts"] = suggested  # in the stored meta: the panel reads it without loading
     storage.store(obj, result, inputs.fingerprint, inputs.face_map, info=info)
     stored = storage.load(obj)
     props = getattr(obj, "partfield", None)
-    k = int(parts or (props.parts if props is not None else DEFAULT_PARTS))
+    k = int(parts or suggested)
     k = max(1, min(k, max_parts(stored)))
     if props is not None and props.parts != k:
         props["parts"] = k  # set without firing the update callback; we colour just below
@@ -145,6 +183,15 @@ def apply_result(obj, inputs: ComputeInputs, result, parts: int | None = None, s
         if bpy.context.scene is not None:
             preview.show_attribute_shading(bpy.context.scene)
     return k
+
+
+def suggested_parts(result) -> int:
+    """The result's own part count (`SegmentationResult.suggested_parts`), DEFAULT_PARTS for
+    result objects that do not offer one."""
+    try:
+        return int(result.suggested_parts)
+    except (AttributeError, TypeError, ValueError):
+        return DEFAULT_PARTS
 
 
 def max_parts(stored) -> int:
@@ -182,17 +229,26 @@ class ComputeJob:
     The worker only reads the copied `ComputeInputs` and writes plain Python state guarded by a
     lock; the main thread takes finished outcomes with `take_finished()` and applies them."""
 
-    def __init__(self, inputs: list[ComputeInputs], model_spec: ModelSpec):
+    def __init__(self, inputs: list[ComputeInputs], model_spec: ModelSpec, after=None):
+        import sys
+
+        from model_runtime.progress import JobProgress
+
         self.inputs = list(inputs)
         self.model_spec = model_spec
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._finished: list[JobOutcome] = []
-        self.stage = "waiting"
-        self.fraction = 0.0
+        loaded = model_is_loaded(model_spec)
+        self.stage = "starting" if loaded else "loading model"  # shown from the click on
+        self.fraction = 0.0  # of the whole job: all stages of all inputs, never decreasing
         self.current = 0  # index of the input being computed
         self.done = False
         self.model_info: dict = {}
+        self.progress = JobProgress(
+            [i.mesh.num_polygons for i in self.inputs], model_loaded=loaded,
+            tree_imported="sklearn.cluster._hierarchical_fast" in sys.modules)
+        self._after = after  # a cancelled job still winding down: this one starts when it ended
         self._thread = threading.Thread(target=self._run, name="PartFieldCompute", daemon=True)
 
     # -- main thread
@@ -213,30 +269,38 @@ class ComputeJob:
         return out
 
     def status(self) -> tuple[str, float]:
-        """(stage text, overall fraction 0..1)."""
+        """(stage text, fraction 0..1 of the whole job; never decreases)."""
         with self._lock:
             n = max(1, len(self.inputs))
-            overall = (self.current + min(max(self.fraction, 0.0), 1.0)) / n
             name = self.inputs[self.current].object_name if self.current < len(self.inputs) else ""
             stage = self.stage if len(self.inputs) == 1 else f"{name}: {self.stage} ({self.current + 1}/{n})"
-            return stage, min(overall, 1.0)
+            return stage, min(self.fraction, 1.0)
 
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    @property
+    def alive(self) -> bool:
+        """True while the worker thread runs (a cancelled job stops at its next check)."""
+        return self._thread.is_alive()
+
     # -- worker thread
     def _progress(self, stage: str, fraction: float) -> None:
+        overall = self.progress.update(self.current, stage, fraction)
         with self._lock:
             self.stage = stage
-            self.fraction = float(fraction)
+            self.fraction = overall
 
     def _run(self) -> None:
         from model_runtime.errors import Cancelled
 
+        if self._after is not None:  # never two computes at once: wait for the cancelled one
+            self._after.join()
+            self._after = None
         for i, inputs in enumerate(self.inputs):
             with self._lock:
-                self.current, self.stage, self.fraction = i, "starting", 0.0
+                self.current = i
             t0 = time.perf_counter()
             outcome = JobOutcome(inputs)
             try:
@@ -248,7 +312,9 @@ class ComputeJob:
             except BaseException as exc:  # reported on the main thread
                 outcome.error = exc
             outcome.seconds = time.perf_counter() - t0
+            overall = self.progress.finish_item(i)
             with self._lock:
+                self.fraction = overall
                 self._finished.append(outcome)
             if isinstance(outcome.error, Cancelled):
                 break

@@ -63,19 +63,22 @@ def polygon_centers(me) -> np.ndarray:
 
 def fingerprint(me) -> str:
     """Cheap content hash of a mesh's topology and vertex positions (detects edits after a compute)."""
-    arrays = read_arrays(me)
+    return _fingerprint_of(read_arrays(me), mesh_counts(me))
+
+
+def _fingerprint_of(arrays: dict, counts) -> str:
     h = hashlib.blake2b(digest_size=16)
-    h.update(np.asarray(mesh_counts(me), dtype=np.int64).tobytes())
+    h.update(np.asarray(counts, dtype=np.int64).tobytes())
     for key in ("vertices", "loop_totals", "loop_vertices"):
         h.update(np.ascontiguousarray(arrays[key]).tobytes())
     return h.hexdigest()
 
 
-def to_mesh_arrays(me):
-    """A bpy Mesh as `MeshArrays` (vertices in object space)."""
+def to_mesh_arrays(me, arrays: dict | None = None):
+    """A bpy Mesh as `MeshArrays` (vertices in object space); `arrays`: its `read_arrays`, if read."""
     from model_runtime.mesh import MeshArrays
 
-    a = read_arrays(me)
+    a = read_arrays(me) if arrays is None else arrays
     return MeshArrays(
         vertices=a["vertices"],
         loop_starts=a["loop_starts"],
@@ -102,9 +105,10 @@ class ObjectMesh:
 def read_object(obj, use_modifiers: bool = False, depsgraph=None) -> ObjectMesh:
     """Read a mesh object: the base mesh, or the evaluated mesh (modifiers applied) mapped back to the base."""
     base = obj.data
-    fp = fingerprint(base)
+    arrays = read_arrays(base)  # read once: hashed and, without modifiers, segmented
+    fp = _fingerprint_of(arrays, mesh_counts(base))
     if not use_modifiers or not obj.modifiers:
-        return ObjectMesh(to_mesh_arrays(base), None, fp, len(base.polygons))
+        return ObjectMesh(to_mesh_arrays(base, arrays), None, fp, len(base.polygons))
     import bpy
 
     depsgraph = depsgraph or bpy.context.evaluated_depsgraph_get()

@@ -15,6 +15,7 @@ from . import jobs, preview, storage, writers
 from .properties import OUTPUT_ITEMS, recolor_object
 
 _running_job = None  # the ComputeJob of the modal operator, if one runs
+_winding_down = None  # a cancelled ComputeJob whose worker may still be finishing its step
 
 
 def is_running() -> bool:
@@ -132,7 +133,9 @@ class PARTFIELD_OT_compute(Operator):
         inputs, spec = self._prepare(context)
         if not inputs:
             return {"CANCELLED"}
-        job = jobs.ComputeJob(inputs, spec)
+        global _winding_down
+        after, _winding_down = _winding_down, None
+        job = jobs.ComputeJob(inputs, spec, after=after)
         job._run()  # same code path as the worker, on this thread
         ok = False
         for outcome in job.take_finished():
@@ -140,27 +143,38 @@ class PARTFIELD_OT_compute(Operator):
         return {"FINISHED"} if ok else {"CANCELLED"}
 
     def invoke(self, context, event):
-        global _running_job
         if bpy.app.background or context.window is None:  # no event loop to poll from
             return self.execute(context)
+        if not self.start_job(context):
+            return {"CANCELLED"}
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def start_job(self, context) -> bool:
+        """Read the meshes (main thread), start the worker and the polling timer. Heavy
+        imports (torch, scipy, scikit-learn) happen in the worker, never here."""
+        global _running_job, _winding_down
         inputs, spec = self._prepare(context)
         if not inputs:
-            return {"CANCELLED"}
-        self._job = _running_job = jobs.ComputeJob(inputs, spec).start()
+            return False
+        after = _winding_down if _winding_down is not None and _winding_down.alive else None
+        _winding_down = None
+        self._job = _running_job = jobs.ComputeJob(inputs, spec, after=after).start()
         self._applied = 0
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.1, window=context.window)
-        wm.modal_handler_add(self)
         wm.progress_begin(0, 1000)
         runtime = wm.partfield
-        runtime.running, runtime.stage, runtime.progress = True, "starting", 0.0
-        return {"RUNNING_MODAL"}
+        runtime.stage, runtime.progress = self._job.status()
+        runtime.running = True
+        _redraw(context)  # the bar and its stage show at once, before the first tick
+        return True
 
     def modal(self, context, event):
+        """One timer tick: apply finished results, show the job's progress. Esc ends the
+        operator at once (nothing more is applied); the worker stops at its next check."""
         if event.type == "ESC" and event.value == "PRESS":
-            self._job.cancel()
-            context.window_manager.partfield.stage = "cancelling"
-            return {"RUNNING_MODAL"}
+            return self._stop(context)
         if event.type != "TIMER":  # (any timer tick polls; other add-ons' ticks are harmless)
             return {"PASS_THROUGH"}
         for outcome in self._job.take_finished():
@@ -179,6 +193,22 @@ class PARTFIELD_OT_compute(Operator):
             self._finish(context)
             return {"FINISHED"} if self._applied and not cancelled else {"CANCELLED"}
         return {"PASS_THROUGH"}
+
+    def _stop(self, context):
+        """Esc: cancel the job and give the UI back now; results not yet applied are dropped."""
+        global _winding_down
+        job = self._job
+        job.cancel()
+        job.take_finished()  # not applied: the user cancelled
+        waiting = [i.object_name for i in job.inputs[job.current:]] if not job.done else []
+        if waiting:
+            self.report({"WARNING"}, "Compute cancelled; " + ", ".join(f"'{n}'" for n in waiting)
+                        + (" is" if len(waiting) == 1 else " are") + " unchanged.")
+        else:
+            self.report({"WARNING"}, "Compute cancelled.")
+        _winding_down = job if job.alive else None
+        self._finish(context)
+        return {"CANCELLED"}
 
     def cancel(self, context):  # Blender closes the window / file while running
         self._job.cancel()

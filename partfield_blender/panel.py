@@ -85,6 +85,8 @@ class VIEW3D_PT_partfield(Panel):
         col.enabled = not stale and obj.mode != "EDIT"
         col.prop(obj.partfield, "parts", slider=True)
         m = storage.meta(obj)
+        if m.get("suggested_parts"):
+            col.label(text=f"Suggested: {m['suggested_parts']} parts", icon="LIGHT")
         col.label(text=f"{m.get('base_polygons', 0)} faces; model {m.get('model_name', '?')}", icon="MESH_DATA")
         col.operator("partfield.preview", icon="HIDE_OFF")
         col.separator()

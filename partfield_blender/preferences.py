@@ -49,10 +49,12 @@ def weights_folder(create: bool = False) -> str:
 
 
 def _free_models(_self=None, _context=None) -> None:
-    """Drop cached models when the choice changes (model_runtime may offer a cache clear)."""
-    try:
-        from model_runtime import field_model
-    except Exception:
+    """Drop cached models when the choice changes. Runs on the main thread: when no model was
+    ever loaded (field_model, hence torch, not imported) there is nothing to free."""
+    import sys
+
+    field_model = sys.modules.get("model_runtime.field_model")
+    if field_model is None:
         return
     for name in ("clear_cache", "free_models", "clear_model_cache"):
         fn = getattr(field_model, name, None)
@@ -163,13 +165,10 @@ def model_spec_from_context(context=None):
 
 
 def bundled_model_available() -> bool:
-    try:
-        from model_runtime.field_model import default_model_path
+    """A file-exists check (never imports torch: the panel calls it on every redraw)."""
+    from model_runtime.model_files import bundled_model_available as available
 
-        p = default_model_path()
-        return p is not None and os.path.isfile(str(p))
-    except Exception:
-        return False
+    return available()
 
 
 def model_problem(prefs) -> str | None:
@@ -213,7 +212,7 @@ def describe_lines(prefs) -> list[str]:
     try:
         path = model_path(prefs)
         if path is None:
-            from model_runtime.field_model import default_model_path
+            from model_runtime.model_files import default_model_path
 
             path = str(default_model_path())
     except Exception:

@@ -29,6 +29,8 @@ _cache: dict[int, tuple[str, "StoredResult"]] = {}
 _problems: dict[int, tuple[str | None, str | None]] = {}
 # mesh pointer -> (counts, fingerprint) for cheap repeated staleness checks
 _fingerprints: dict[int, tuple[tuple, str]] = {}
+# mesh pointers whose next geometry update is the add-on's own colour write (see `note_own_update`)
+_own_updates: set[int] = set()
 
 
 @dataclass
@@ -377,12 +379,43 @@ def current_fingerprint(me) -> str:
     return fp
 
 
+def remember_fingerprint(me, fp: str) -> None:
+    """Cache a fingerprint just computed from `me` (when a compute reads the mesh): unless the
+    mesh is edited meanwhile, the panel's first redraw after the compute does not hash it again."""
+    from .mesh_data import mesh_counts
+
+    _fingerprints[me.as_pointer()] = (mesh_counts(me), fp)
+
+
 def forget_fingerprints(mesh_pointer: int | None = None) -> None:
     """Drop cached fingerprints (all, or of one mesh) after geometry edits."""
     if mesh_pointer is None:
         _fingerprints.clear()
+        _own_updates.clear()
     else:
         _fingerprints.pop(mesh_pointer, None)
+        _own_updates.discard(mesh_pointer)
+
+
+def note_own_update(me) -> None:
+    """Record that the add-on is about to tag `me` for a geometry update that changes no
+    positions or topology (the preview colour write), so `geometry_updated` keeps its
+    cached fingerprint and the panel's staleness check stays O(1) while the slider moves."""
+    _own_updates.add(me.as_pointer())
+
+
+def geometry_updated(mesh_pointer: int) -> None:
+    """The depsgraph reported a geometry update of a mesh: forget its fingerprint, unless
+    the update is the add-on's own colour write (`note_own_update`), which is consumed.
+
+    Blender evaluates the depsgraph after every operator and UI event, so a user edit after
+    a recolour arrives as its own update. (A script that recolours and edits the mesh before
+    one evaluation would hide that edit from the panel's cached check only; Apply and the
+    compute always re-hash the mesh.)"""
+    if mesh_pointer in _own_updates:
+        _own_updates.discard(mesh_pointer)
+        return
+    _fingerprints.pop(mesh_pointer, None)
 
 
 def forget_cache() -> None:
@@ -390,3 +423,4 @@ def forget_cache() -> None:
     _cache.clear()
     _problems.clear()
     _fingerprints.clear()
+    _own_updates.clear()

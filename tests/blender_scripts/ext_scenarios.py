@@ -551,6 +551,7 @@ def scenario_modal(args):
         """Stands in for the operator instance Blender would create; runs the real methods."""
         modal = Op.modal
         _finish = Op._finish
+        _stop = Op._stop
 
         def __init__(self):
             self.reports = []
@@ -573,30 +574,31 @@ def scenario_modal(args):
     op = start([a, b])
     assert ops.is_running() and not bpy.ops.partfield.compute.poll(), "a second compute may start"
     assert op.modal(bpy.context, Event("MOUSEMOVE")) == {"PASS_THROUGH"}
-    seen, result = set(), None
+    seen, result, bar = set(), None, []
     deadline = time.time() + 300
     while time.time() < deadline:
         result = op.modal(bpy.context, Event("TIMER"))
         seen.add(wm.partfield.stage)
+        bar.append(op._job.status()[1])
         if result != {"PASS_THROUGH"}:
             break
         time.sleep(0.02)
     assert result == {"FINISHED"}, (result, op.reports)
+    # One bar for the whole job (both objects, all stages): it never goes backwards.
+    assert all(b >= a for a, b in zip(bar, bar[1:])) and bar[-1] > 0.99, bar
     assert storage.has_result(a) and storage.has_result(b), op.reports
     assert op._timer is None and not ops.is_running() and not wm.partfield.running
     assert len(seen) >= 3 and any("(2/2)" in s for s in seen), seen
     assert [m for k, m in op.reports if "INFO" in k and "segmented" in m], op.reports
 
-    # Esc: the job stops at its next check, nothing is applied, the operator ends CANCELLED.
+    # Esc: the operator ends CANCELLED at once, nothing is applied, the worker stops at its
+    # next check (within a second).
     c, _ = H.boxes_chain("C")
     op = start([c])
-    assert op.modal(bpy.context, Event("ESC", "PRESS")) == {"RUNNING_MODAL"}
-    while True:
-        result = op.modal(bpy.context, Event("TIMER"))
-        if result != {"PASS_THROUGH"}:
-            break
-        time.sleep(0.02)
-    assert result == {"CANCELLED"}, result
+    t_esc = time.perf_counter()
+    assert op.modal(bpy.context, Event("ESC", "PRESS")) == {"CANCELLED"}
+    assert not ops.is_running() and not wm.partfield.running
+    assert op._job.join(5.0) and time.perf_counter() - t_esc < 5.0, "the worker did not stop"
     assert not storage.has_result(c) and c.data.attributes.get("partfield_preview") is None
     assert any("cancel" in m.lower() for _, m in op.reports), op.reports
     assert op._timer is None and not ops.is_running()
