@@ -85,13 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
             "\nexamples:\n"
             "  blender -b --python batch.py -- assets/ --output out --parts 4,8 --export glb,labels\n"
             "  python batch.py -- 'lib/**/*.obj' -o out --parts 2..12 --shard $SLURM_ARRAY_TASK_ID/16\n"
-            "  python batch.py -- chair.ply -o out --set weld=false --export labels\n"
+            "  python batch.py -- chair.ply -o out --parts 4,auto --set weld=false --export labels\n"
         ),
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders (recursive) or glob patterns")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
     p.add_argument("-k", "--parts", default="8", metavar="K",
-                   help="part count(s): 8, 4,8,12 or 2..20 (default 8)")
+                   help="part count(s): 8, 4,8,12, 2..20, 2..20:2, or auto (each object at its "
+                        "suggested count, files named _kauto; default 8)")
     p.add_argument("--mode", choices=plan.MODES, default="vertex-groups",
                    help="how parts are written into the .blend (default vertex-groups)")
     p.add_argument("--export", action="append", metavar="FORMATS",
@@ -590,7 +591,7 @@ class Runtime:
                   f"({self.model_info['load_seconds']:.1f}s to load)", flush=True)
         return self._model
 
-    def compute(self, bpy, obj, k_first: int):
+    def compute(self, bpy, obj, k_first: int | None):
         """Segment one object through the add-on's compute (the same as the sidebar); the
         result is stored on the object, so the saved .blend can be re-cut in the GUI. An object
         whose up-to-date stored result carries part edits keeps it: the edited parts are written."""
@@ -708,14 +709,17 @@ def process_input(bpy, rt: Runtime, item, settings: Settings) -> dict:
     t1 = time.perf_counter()
     results = {}
     for obj in picked:
-        results[obj.name] = rt.compute(bpy, obj, settings.parts[0])
+        first = settings.parts[0]
+        results[obj.name] = rt.compute(bpy, obj, None if first == plan.AUTO else first)
     times["compute"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
     import numpy as np
 
     outs = plan.output_paths(settings.output, item.key, settings.parts, settings.exports)
-    labels = {k: {name: np.asarray(res.face_labels(k), dtype=np.int32) for name, res in results.items()}
+    cut = {name: {k: plan.suggested_parts(res.result) if k == plan.AUTO else k for k in settings.parts}
+           for name, res in results.items()}  # 'auto' -> each object's own suggested count
+    labels = {k: {name: np.asarray(res.face_labels(cut[name][k]), dtype=np.int32) for name, res in results.items()}
               for k in settings.parts}
     part_counts = {name: {str(k): int(len(np.unique(labels[k][name]))) for k in settings.parts}
                    for name in results}

@@ -79,13 +79,22 @@ def _part_counts():
                       "installed extension)")
 
 
-def parse_parts(text: str) -> tuple[int, ...]:
-    """'8' -> (8,), '4,8,12' -> (4, 8, 12), '2..20' -> (2, ..., 20), '2..10:2' -> (2, 4, ..., 10).
+AUTO = "auto"  # a part count: each object at its own result's suggested count (outputs '<key>_kauto.*')
 
-    Items may be mixed ('2,4..6'); the result is sorted and unique, every k >= 1. The syntax
-    is model_runtime.part_counts' (`auto` is refused here: the batch needs numbers).
+
+def parse_parts(text: str) -> tuple:
+    """'8' -> (8,), '4,8,12' -> (4, 8, 12), '2..20' -> (2, ..., 20), '2..10:2' -> (2, 4, ..., 10),
+    'auto' -> ('auto',), '4,auto' -> (4, 'auto').
+
+    Items may be mixed ('2,4..6'); the numbers are sorted and unique, every k >= 1, `AUTO` last.
+    The syntax is model_runtime.part_counts' (shared with `partfield segment`).
     """
-    return _part_counts().parse_part_counts(text, allow_auto=False)
+    return _part_counts().parse_part_counts(text, allow_auto=True)
+
+
+def suggested_parts(result) -> int:
+    """The part count `auto` stands for on one object's `SegmentationResult`."""
+    return int(_part_counts().suggested_part_count(result))
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:

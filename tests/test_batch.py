@@ -364,6 +364,26 @@ print("RESULT " + json.dumps(vals.tolist()))
     np.testing.assert_array_equal(stored, expected_labels(*meshes["more/stool"], 4))
 
 
+def test_parts_auto_writes_each_objects_suggested_count(library, tmp_path):
+    """--parts auto: the labels of each object's own suggested part count (the tree's natural
+    cut), in files named _kauto, beside the numbered counts."""
+    _, lib, meshes = library
+    out = tmp_path / "out"
+    proc = run_batch(lib / "more" / "stool.off", "--output", out, "--parts", "4,auto", "--export", "labels")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    v, f = meshes["more/stool"]
+    expected_labels(v, f, 4)  # fills the cache of model_runtime's own result
+    result = _EXPECTED[(np.asarray(v).tobytes(), np.asarray(f).tobytes())]
+    k = result.suggested_parts
+    assert k != 4  # (so the test tells 'auto' from the first number)
+    got = np.load(out / "stool_kauto.labels.npy")
+    np.testing.assert_array_equal(got, np.asarray(result.labels(k)))
+    np.testing.assert_array_equal(np.load(out / "stool_k4.labels.npy"), np.asarray(result.labels(4)))
+    doc = json.loads((out / "stool.labels.json").read_text())
+    assert doc["parts_requested"] == [4, "auto"]
+    assert doc["objects"][0]["parts"]["auto"] == len(np.unique(result.labels(k)))
+
+
 def test_help_and_bad_arguments():
     proc = subprocess.run([PY, str(BATCH), "--", "--help"], capture_output=True, text=True, env=_env(), timeout=60)
     assert proc.returncode == 0 and "--shard" in proc.stdout and "--export" in proc.stdout

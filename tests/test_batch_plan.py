@@ -28,6 +28,7 @@ def test_parse_parts():
     assert bp.parse_parts("12,4,8,8") == (4, 8, 12)
     assert bp.parse_parts("2..6") == (2, 3, 4, 5, 6)
     assert bp.parse_parts("2..10:4, 3") == (2, 3, 6, 10)
+    assert bp.parse_parts("auto") == (bp.AUTO,) and bp.parse_parts("auto,8,4") == (4, 8, bp.AUTO)
     for bad in ("", "0", "x", "5..2", "2..4:0", "-3"):
         with pytest.raises(ValueError):
             bp.parse_parts(bad)
