@@ -156,10 +156,11 @@ def _model_info(model) -> dict:
 
 
 def apply_result(obj, inputs: ComputeInputs, result, parts: int | None = None, show_preview: bool = True,
-                 info: dict | None = None) -> int:
+                 info: dict | None = None, data: bytes | None = None) -> int:
     """Store `result` on `obj`, set its parts slider and colour the preview. Returns the part count shown.
 
-    `parts` None: the slider starts at the result's suggested part count (its natural cut)."""
+    `parts` None: the slider starts at the result's suggested part count (its natural cut).
+    `data`: the result's stored bytes when the worker made them (`storage.result_bytes`)."""
     from . import preview, storage
 
     if len(obj.data.polygons) != inputs.base_polygons:
@@ -169,7 +170,7 @@ def apply_result(obj, inputs: ComputeInputs, result, parts: int | None = None, s
     suggested = suggested_parts(result)
     info = dict(info or {})
     info["suggested_parts"] = suggested  # in the stored meta: the panel reads it without loading
-    storage.store(obj, result, inputs.fingerprint, inputs.face_map, info=info)
+    storage.store(obj, result, inputs.fingerprint, inputs.face_map, info=info, data=data)
     stored = storage.load(obj)
     props = getattr(obj, "partfield", None)
     k = int(parts or suggested)
@@ -219,6 +220,7 @@ def compute_object(context, obj, model_spec: ModelSpec | None = None, use_modifi
 class JobOutcome:
     inputs: ComputeInputs
     result: object = None
+    data: bytes | None = None  # storage.result_bytes(result), made in the worker
     error: BaseException | None = None
     seconds: float = 0.0
 
@@ -307,6 +309,9 @@ class ComputeJob:
                 if self._cancel.is_set():
                     raise Cancelled("Compute cancelled.")
                 outcome.result = run_compute(inputs, self.model_spec, self._progress, self._cancel.is_set)
+                from . import storage
+
+                outcome.data = storage.result_bytes(outcome.result)  # serialised here, not on the main thread
                 if not self.model_info:
                     self.model_info = _model_info(load_model(self.model_spec))
             except BaseException as exc:  # reported on the main thread

@@ -96,7 +96,7 @@ def _apply_outcome(op, context, outcome, info) -> bool:
         op.report({"WARNING"}, f"Result not applied: {problem}")
         return False
     try:
-        k = jobs.apply_result(obj, outcome.inputs, outcome.result, info=info)
+        k = jobs.apply_result(obj, outcome.inputs, outcome.result, info=info, data=outcome.data)
     except PartFieldError as exc:
         op.report({"WARNING"}, str(exc))
         return False

@@ -121,8 +121,16 @@ def _restore(obj, old: dict) -> None:
             obj[key] = old[key]
 
 
-def store(obj, result, fingerprint: str, face_map: np.ndarray | None = None, info: dict | None = None) -> None:
+def result_bytes(result) -> bytes:
+    """What `store` keeps of `result` (npz bytes, fp16 features). Touches no bpy data: the
+    compute worker makes them, so the main thread does not serialise."""
+    return _result_to_bytes(result)
+
+
+def store(obj, result, fingerprint: str, face_map: np.ndarray | None = None, info: dict | None = None,
+          data: bytes | None = None) -> None:
     """Save `result` on `obj`, replacing an older one only once the new one is stored whole.
+    `data`: `result_bytes(result)` when already made (by the compute worker).
 
     Every property is written fresh and read back; if any differs, the previous result is put
     back as it was and `StoredResultError` is raised."""
@@ -136,7 +144,8 @@ def store(obj, result, fingerprint: str, face_map: np.ndarray | None = None, inf
     for key, value in (info or {}).items():
         if isinstance(value, (str, int, float, bool)) and key not in meta and value == value:  # (no NaN)
             meta[key] = value
-    data = _result_to_bytes(result)
+    if data is None:
+        data = _result_to_bytes(result)
     meta["result_polygons"] = int(result.num_polygons)
     meta["result_bytes"] = len(data)
     old = _snapshot(obj)
