@@ -407,7 +407,7 @@ CASES = [
     Case("glb-accessor-past-buffer", "mesh", glb_accessor_past_buffer, r"oob\.glb: .*reaches past its buffer"),
     Case("glb-json-not-object", "mesh", glb_json_list, r"list\.glb: cannot parse GLB file \(AttributeError"),
     Case("glb-json-nesting", "mesh", glb_deep_json, r"deep\.glb: cannot parse GLB file \(RecursionError"),
-    Case("mesh-is-a-folder", "mesh", mesh_is_a_folder, r"folder\.obj: no such file"),
+    Case("mesh-is-a-folder", "mesh", mesh_is_a_folder, r"folder\.obj: is a folder, not a mesh file"),
     # stored results (the rows of their own bounds tests live in test_stored_result_bounds.py)
     Case("result-npz-bomb-200MB", "result", result_npz_bomb, r"claims [\d,]+ bytes uncompressed", peak_mb=100,
          seconds=30),
