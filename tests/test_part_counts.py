@@ -62,10 +62,9 @@ def test_batch_uses_the_same_parser_and_formats():
     bp = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = bp
     spec.loader.exec_module(bp)
-    for text in ("8", "2..10:2", "4,8,12", "2..20"):
+    for text in ("8", "2..10:2", "4,8,12", "2..20", "auto", "4,auto"):
         assert bp.parse_parts(text) == parse_part_counts(text)
-    with pytest.raises(ValueError, match="auto"):
-        bp.parse_parts("auto")
+    assert bp.AUTO == AUTO
     from model_runtime.meshio import BLENDER_FORMATS, READERS
 
     assert set(bp.SUPPORTED_EXTENSIONS) == set(READERS) | set(BLENDER_FORMATS)
