@@ -56,47 +56,14 @@ def heavy_loaded() -> list[str]:
     return [m for m in HEAVY if m in sys.modules]
 
 
-class _Layout:
-    """A recording stand-in for `UILayout` (headless bpy draws no UI)."""
-
-    def __init__(self, texts):
-        object.__setattr__(self, "_texts", texts)
-
-    def __getattr__(self, name):
-        def call(*args, **kwargs):
-            if "text" in kwargs:
-                self._texts.append(kwargs["text"])
-            return self
-        return call
-
-    def __setattr__(self, name, value):
-        pass
-
-
 def draw_panel():
-    import bpy
+    import ext_helpers  # (on sys.path after _child_setup)
 
-    panel = sys.modules["bl_ext.user_default.partfield_blender.panel"]
-    texts = []
-    fake = type("FakePanel", (), {"layout": _Layout(texts)})()
-    panel.VIEW3D_PT_partfield.draw(fake, bpy.context)
-    return texts
+    return ext_helpers.panel_texts()
 
 
 def draw_preferences(H):
-    import bpy
-
-    texts = []
-    prefs = H.prefs()
-
-    class FakePrefs:  # the real preferences, drawn into a recording layout
-        layout = _Layout(texts)
-
-        def __getattr__(self, name):
-            return getattr(prefs, name)
-
-    type(prefs).draw(FakePrefs(), bpy.context)
-    return texts
+    return H.preferences_texts()
 
 
 def ms(fn, *a, **k):

@@ -204,25 +204,48 @@ def face_labels_of_writer_groups(obj, names):
     return out
 
 
+class RecordingLayout:
+    """A stand-in for `UILayout` (headless bpy draws no UI): every call returns the layout and
+    the `text=` of each call is appended to `texts`."""
+
+    def __init__(self, texts: list):
+        object.__setattr__(self, "_texts", texts)
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            if "text" in kwargs:
+                self._texts.append(kwargs["text"])
+            return self
+        return call
+
+    def __setattr__(self, name, value):
+        pass
+
+
 def panel_texts() -> list[str]:
     """Draw the PartField panel with a recording layout (no GUI here); the texts it shows."""
     import bpy
 
-    panel = addon_module("panel")
     texts = []
+    panel = addon_module("panel")
+    panel.VIEW3D_PT_partfield.draw(type("FakePanel", (), {"layout": RecordingLayout(texts)})(), bpy.context)
+    return texts
 
-    class Layout:
+
+def preferences_texts() -> list[str]:
+    """Draw the add-on preferences (their real values) with a recording layout; the texts shown."""
+    import bpy
+
+    texts = []
+    real = prefs()
+
+    class RecordingPrefs:
+        layout = RecordingLayout(texts)
+
         def __getattr__(self, name):
-            def call(*args, **kwargs):
-                if "text" in kwargs:
-                    texts.append(kwargs["text"])
-                return self
-            return call
+            return getattr(real, name)
 
-        def __setattr__(self, name, value):
-            pass
-
-    panel.VIEW3D_PT_partfield.draw(type("FakePanel", (), {"layout": Layout()})(), bpy.context)
+    type(real).draw(RecordingPrefs(), bpy.context)
     return texts
 
 

@@ -35,44 +35,12 @@ def heavy_loaded() -> list[str]:
     return [m for m in HEAVY if m in sys.modules]
 
 
-class _Layout:
-    def __init__(self, texts):
-        object.__setattr__(self, "_texts", texts)
-
-    def __getattr__(self, name):
-        def call(*args, **kwargs):
-            if "text" in kwargs:
-                self._texts.append(kwargs["text"])
-            return self
-        return call
-
-    def __setattr__(self, name, value):
-        pass
-
-
 def draw_panel() -> list[str]:
-    import bpy
-
-    texts = []
-    panel = H.addon_module("panel")
-    panel.VIEW3D_PT_partfield.draw(type("P", (), {"layout": _Layout(texts)})(), bpy.context)
-    return texts
+    return H.panel_texts()
 
 
 def draw_preferences() -> list[str]:
-    import bpy
-
-    texts = []
-    prefs = H.prefs()
-
-    class P:
-        layout = _Layout(texts)
-
-        def __getattr__(self, name):
-            return getattr(prefs, name)
-
-    type(prefs).draw(P(), bpy.context)
-    return texts
+    return H.preferences_texts()
 
 
 def make(args):
