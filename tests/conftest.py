@@ -51,3 +51,19 @@ def coseg_dir():
         missing_data(f"COSEG subset not found at {COSEG_DIR}: set {COSEG_ENV} to the folder holding "
                      f"chairs/ and tele-aliens/ to run the dataset tests")
     return COSEG_DIR
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    """A small real PartField network (random init, seed 0) saved as fp32 compact weights."""
+    import torch
+
+    from model_runtime.checkpoint import save_compact
+    from model_runtime.config import PartFieldConfig
+    from model_runtime.network import PartFieldNet
+
+    torch.manual_seed(0)
+    cfg = PartFieldConfig.small()
+    path = tmp_path_factory.mktemp("ckpt") / "small.safetensors"
+    save_compact(path, PartFieldNet(cfg).state_dict(), cfg, {"name": "test-small"}, dtype=torch.float32)
+    return path

@@ -22,19 +22,6 @@ REPO = Path(__file__).resolve().parent.parent
 STAGES = ("reading mesh", "loading model", "encoding")
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    from model_runtime.checkpoint import save_compact
-    from model_runtime.config import PartFieldConfig
-    from model_runtime.network import PartFieldNet
-
-    torch.manual_seed(0)
-    cfg = PartFieldConfig.small()
-    path = tmp_path_factory.mktemp("ckpt") / "small.safetensors"
-    save_compact(path, PartFieldNet(cfg).state_dict(), cfg, {"name": "test-small"}, dtype=torch.float32)
-    return path
-
-
 def grid(rows, cols):
     """A rows x cols grid of quads bent into an L: (vertices (V,3), quads (F,4))."""
     i, j = np.meshgrid(np.arange(rows + 1), np.arange(cols + 1), indexing="ij")

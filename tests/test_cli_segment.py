@@ -7,26 +7,12 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from model_runtime.cli.segment import parse_parts
 from model_runtime.meshio import read_mesh
 from test_part_tree import same_partition
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    from model_runtime.checkpoint import save_compact
-    from model_runtime.config import PartFieldConfig
-    from model_runtime.network import PartFieldNet
-
-    torch.manual_seed(0)
-    cfg = PartFieldConfig.small()
-    path = tmp_path_factory.mktemp("ckpt") / "small.safetensors"
-    save_compact(path, PartFieldNet(cfg).state_dict(), cfg, {"name": "test-small"}, dtype=torch.float32)
-    return path
 
 
 def run_cli(*args):
