@@ -278,6 +278,86 @@ def check_merges(children, num_leaves: int) -> np.ndarray:
     return ch
 
 
+def _smaller_children(ch, size, sa=None, sb=None):
+    """Per merge, the child that gets the new label when the merge is undone: the smaller
+    one, on a tie the larger id. (`sa`, `sb`: the children's sizes when already gathered.)"""
+    a, b = ch[:, 0], ch[:, 1]
+    sa = size[a] if sa is None else sa
+    sb = size[b] if sb is None else sb
+    return np.where((sa > sb) | ((sa == sb) & (b > a)), b, a)
+
+
+def _stable_labels(ch, size, parent, p):
+    """`label_of_node` (see `PartTree`): undoing merge t (node P+t) gives P-t parts; its
+    smaller child gets the new label P-t-1, the larger keeps its parent's."""
+    n = 2 * p - 1
+    own = np.full(n, -1, np.int64)
+    own[n - 1] = 0
+    if p > 1:
+        own[_smaller_children(ch, size)] = p - 1 - np.arange(p - 1)
+        # larger children inherit: pointer jumping up to the nearest labelled ancestor
+        ptr = np.where(own >= 0, np.arange(n), parent)
+        while True:
+            nxt = ptr[ptr]
+            if np.array_equal(nxt, ptr):
+                break
+            ptr = nxt
+        own = own[ptr]
+    return own
+
+
+def check_layout(children, num_leaves: int, sizes, starts, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`(size, start, label_of_node)` of all 2P-1 nodes from a stored tree's `sizes`,
+    `starts` and `labels` of its P-1 merge nodes (`PartTree.internal_layout`), or
+    `InputError` when they disagree with the merges. Vectorised, O(P); `children` must have
+    passed `check_merges` (so it is a tree).
+
+    A leaf's size is 1 and every node's the sum of its children's; the root starts at 0, a
+    left child where its parent starts and a right child that many leaves later; the root's
+    label is 0, the smaller child of merge t gets P-1-t and the larger its parent's. Children
+    precede their parents, so these local equations, checked at every merge, determine all
+    three arrays: a file whose sizes, starts or labels lie fails here."""
+    p = int(num_leaves)
+    n = 2 * p - 1
+    ch = np.asarray(children, np.int64).reshape(-1, 2)
+    sizes, starts, labels = np.asarray(sizes), np.asarray(starts), np.asarray(labels)
+    for what, arr in (("sizes", sizes), ("starts", starts), ("labels", labels)):
+        if arr.dtype.kind not in "iu" or arr.shape != (p - 1,):
+            raise InputError(f"the tree's stored {what} must be {p - 1} integers, got {arr.dtype} {arr.shape}")
+    size = np.ones(n, np.int64)
+    size[p:] = sizes
+    if p == 1:
+        return size, np.zeros(1, np.int64), np.zeros(1, np.int64)
+    a, b = ch[:, 0], ch[:, 1]
+    sa, sb = np.take(size, a), np.take(size, b)
+    tmp = np.add(sa, sb)  # (fresh arrays are few: each costs page faults at this size)
+    wrong = np.flatnonzero(tmp != size[p:])
+    if wrong.size:
+        t = int(wrong[0])
+        raise InputError(f"the stored size of node {p + t} is {int(size[p + t])}, but its children "
+                         f"{ch[t].tolist()} hold {int(tmp[t])} leaves")
+    start = np.empty(n, np.int64)
+    start[a] = starts
+    start[b] = np.add(starts, sa, out=tmp)
+    start[n - 1] = 0
+    wrong = np.flatnonzero(start[p:] != starts)
+    if wrong.size:
+        t = int(wrong[0])
+        raise InputError(f"the stored start of node {p + t} is {int(starts[t])}, but its place in the tree "
+                         f"puts it at {int(start[p + t])}")
+    own = np.empty(n, np.int64)
+    own[a] = labels  # larger children inherit (the smaller ones are overwritten next)
+    own[b] = labels
+    own[_smaller_children(ch, size, sa, sb)] = np.arange(p - 1, 0, -1)  # merge t: P-1-t
+    own[n - 1] = 0
+    wrong = np.flatnonzero(own[p:] != labels)
+    if wrong.size:
+        t = int(wrong[0])
+        raise InputError(f"the stored label of node {p + t} is {int(labels[t])}, but the merges give it "
+                         f"{int(own[p + t])}")
+    return size, start, own
+
+
 class PartTree:
     """Merge tree over P polygons with O(P) cuts at any k and stable labels.
 
@@ -287,14 +367,16 @@ class PartTree:
     `cut(k, order="size")` for labels sorted by part size (largest first) instead.
     """
 
-    def __init__(self, children, num_leaves, costs=None):
+    def __init__(self, children, num_leaves, costs=None, layout=None):
+        """`layout`: `(size, start)` of all 2P-1 nodes as `check_layout` returns them (a
+        stored tree's own, checked); None computes them from the merges."""
         self.children = np.asarray(children, dtype=np.int64).reshape(-1, 2)
         self.num_leaves = int(num_leaves)
         p = self.num_leaves
         if self.children.shape[0] != p - 1:
             raise InputError(f"a tree over {p} leaves needs {p - 1} merges, got {self.children.shape[0]}")
         self.costs = None if costs is None else np.asarray(costs, dtype=np.float64)
-        self._prepare()
+        self._prepare(layout)
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -319,43 +401,38 @@ class PartTree:
         tree.natural_parts = natural  # the graph tree's natural cut: the suggested part count
         return tree
 
-    def _prepare(self):
+    def _prepare(self, layout=None):
         """Sizes, parents, DFS leaf order (every node's leaves contiguous) and labels."""
         p, ch = self.num_leaves, self.children
         n = 2 * p - 1
-        size = np.ones(n, np.int64)
         parent = np.full(n, -1, np.int64)
         if p > 1:
             parent[ch[:, 0]] = np.arange(p, n)
             parent[ch[:, 1]] = np.arange(p, n)
             if (parent[: n - 1] < 0).any():
                 raise InputError("the merge list is not a single tree")
-            size = _subtree_sizes(ch, p)
-        self.size, self.parent = size, parent
-        # DFS start of each node: root at 0; left child at parent's start, right after it.
-        start = np.zeros(n, np.int64)
-        if p > 1:
-            start = _dfs_starts(ch, size, p)
-        self.start = start
+        self.parent = parent
+        if layout is not None:
+            size, start, own = (np.asarray(a, np.int64) for a in layout)
+            if size.shape != (n,) or start.shape != (n,) or own.shape != (n,):
+                raise InputError(f"a tree layout over {p} leaves needs {n} sizes, starts and labels")
+        else:
+            size, start = np.ones(n, np.int64), np.zeros(n, np.int64)
+            if p > 1:
+                size = _subtree_sizes(ch, p)
+                # DFS start of each node: root at 0; left child at parent's start, right after it.
+                start = _dfs_starts(ch, size, p)
+            own = _stable_labels(ch, size, parent, p)
+        self.size, self.start, self.label_of_node = size, start, own
         self.leaf_order = np.empty(p, np.int64)  # leaf_order[position] = leaf
         self.leaf_order[start[:p]] = np.arange(p)
-        # Stable labels: undoing merge t (node p+t) gives p-t parts; the smaller child gets
-        # the new label p-t-1, the larger keeps its parent's.
-        own = np.full(n, -1, np.int64)
-        own[n - 1] = 0
-        if p > 1:
-            a, b = ch[:, 0], ch[:, 1]
-            small = np.where(size[a] < size[b], a, np.where(size[a] > size[b], b, np.maximum(a, b)))
-            own[small] = p - 1 - np.arange(p - 1)
-            # larger children inherit: pointer jumping up to the nearest labelled ancestor
-            ptr = np.where(own >= 0, np.arange(n), parent)
-            while True:
-                nxt = ptr[ptr]
-                if np.array_equal(nxt, ptr):
-                    break
-                ptr = nxt
-            own = own[ptr]
-        self.label_of_node = own
+
+    @property
+    def internal_layout(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sizes, starts, labels) of the P-1 merge nodes: what a stored tree keeps so that
+        loading it needs no loop over the merges (`check_layout` rebuilds and checks the rest)."""
+        p = self.num_leaves
+        return self.size[p:], self.start[p:], self.label_of_node[p:]
 
     # ------------------------------------------------------------------ cuts
     @property
