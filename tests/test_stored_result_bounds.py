@@ -119,8 +119,8 @@ def _tampered(result):
     sizes[-1] += 1
     case("a size that lies", r"broken merge tree: the stored size of node \d+ is", tree_sizes=sizes)
     starts = a["tree_starts"].copy()
-    starts[[-2, -3]] = starts[[-3, -2]]
-    case("starts that lie", r"broken merge tree: the stored start of node \d+ is", tree_starts=starts)
+    starts[p // 2] += 1
+    case("a start that lies", r"broken merge tree: the stored start of node \d+ is", tree_starts=starts)
     mirrored = PartTree(a["children"][:, ::-1], p)  # a true DFS, of the other child order
     case("starts of another DFS", r"broken merge tree: the stored start of node",
          tree_starts=mirrored.internal_layout[1].astype(np.int32))
