@@ -278,12 +278,9 @@ def check_merges(children, num_leaves: int) -> np.ndarray:
     return ch
 
 
-def _smaller_children(ch, size, sa=None, sb=None):
-    """Per merge, the child that gets the new label when the merge is undone: the smaller
-    one, on a tie the larger id. (`sa`, `sb`: the children's sizes when already gathered.)"""
-    a, b = ch[:, 0], ch[:, 1]
-    sa = size[a] if sa is None else sa
-    sb = size[b] if sb is None else sb
+def _smaller_children(a, b, sa, sb):
+    """Per merge of children `a`, `b` (sizes `sa`, `sb`), the child that gets the new label
+    when the merge is undone: the smaller one, on a tie the larger id."""
     return np.where((sa > sb) | ((sa == sb) & (b > a)), b, a)
 
 
@@ -294,7 +291,8 @@ def _stable_labels(ch, size, parent, p):
     own = np.full(n, -1, np.int64)
     own[n - 1] = 0
     if p > 1:
-        own[_smaller_children(ch, size)] = p - 1 - np.arange(p - 1)
+        a, b = ch[:, 0], ch[:, 1]
+        own[_smaller_children(a, b, size[a], size[b])] = p - 1 - np.arange(p - 1)
         # larger children inherit: pointer jumping up to the nearest labelled ancestor
         ptr = np.where(own >= 0, np.arange(n), parent)
         while True:
@@ -324,19 +322,21 @@ def check_layout(children, num_leaves: int, sizes, starts, labels) -> tuple[np.n
     for what, arr in (("sizes", sizes), ("starts", starts), ("labels", labels)):
         if arr.dtype.kind not in "iu" or arr.shape != (p - 1,):
             raise InputError(f"the tree's stored {what} must be {p - 1} integers, got {arr.dtype} {arr.shape}")
-    size = np.ones(n, np.int64)
+    # int32 (when P allows) and few fresh arrays: at 500k faces this is memory-bound
+    kind = np.int32 if 2 * p < np.iinfo(np.int32).max else np.int64
+    size = np.ones(n, kind)
     size[p:] = sizes
     if p == 1:
-        return size, np.zeros(1, np.int64), np.zeros(1, np.int64)
-    a, b = ch[:, 0], ch[:, 1]
+        return size, np.zeros(1, kind), np.zeros(1, kind)
+    a, b = np.ascontiguousarray(ch[:, 0]), np.ascontiguousarray(ch[:, 1])
     sa, sb = np.take(size, a), np.take(size, b)
-    tmp = np.add(sa, sb)  # (fresh arrays are few: each costs page faults at this size)
+    tmp = np.add(sa, sb, dtype=np.int64)
     wrong = np.flatnonzero(tmp != size[p:])
     if wrong.size:
         t = int(wrong[0])
         raise InputError(f"the stored size of node {p + t} is {int(size[p + t])}, but its children "
                          f"{ch[t].tolist()} hold {int(tmp[t])} leaves")
-    start = np.empty(n, np.int64)
+    start = np.empty(n, kind)
     start[a] = starts
     start[b] = np.add(starts, sa, out=tmp)
     start[n - 1] = 0
@@ -345,10 +345,10 @@ def check_layout(children, num_leaves: int, sizes, starts, labels) -> tuple[np.n
         t = int(wrong[0])
         raise InputError(f"the stored start of node {p + t} is {int(starts[t])}, but its place in the tree "
                          f"puts it at {int(start[p + t])}")
-    own = np.empty(n, np.int64)
+    own = np.empty(n, kind)
     own[a] = labels  # larger children inherit (the smaller ones are overwritten next)
     own[b] = labels
-    own[_smaller_children(ch, size, sa, sb)] = np.arange(p - 1, 0, -1)  # merge t: P-1-t
+    own[_smaller_children(a, b, sa, sb)] = np.arange(p - 1, 0, -1, dtype=kind)  # merge t: P-1-t
     own[n - 1] = 0
     wrong = np.flatnonzero(own[p:] != labels)
     if wrong.size:
@@ -413,7 +413,7 @@ class PartTree:
                 raise InputError("the merge list is not a single tree")
         self.parent = parent
         if layout is not None:
-            size, start, own = (np.asarray(a, np.int64) for a in layout)
+            size, start, own = (np.asarray(a) for a in layout)  # (int32 from `check_layout`)
             if size.shape != (n,) or start.shape != (n,) or own.shape != (n,):
                 raise InputError(f"a tree layout over {p} leaves needs {n} sizes, starts and labels")
         else:

@@ -182,6 +182,14 @@ def test_stored_layout_loads_without_the_loops_and_old_results_still_load(result
         for k in (1, 2, 5, 17, result.num_polygons):
             np.testing.assert_array_equal(tree.cut(k), result.tree.cut(k))
             np.testing.assert_array_equal(tree.cut(k, "size"), result.tree.cut(k, "size"))
+    # the part edits (split, merge) replay the same on a loaded tree
+    from model_runtime.part_edits import apply_edits, merge_edit, split_edit
+
+    edits = merge_edit(result.tree, 6, split_edit(result.tree, 4, [], 0), [0, 1])
+    for tree in (fast.tree, slow.tree):
+        assert merge_edit(tree, 6, split_edit(tree, 4, [], 0), [0, 1]) == edits
+        for k in (3, 4, 6, 9):
+            np.testing.assert_array_equal(apply_edits(tree, k, edits).labels, apply_edits(result.tree, k, edits).labels)
     # the features are decoded on first use only, and are the stored ones
     assert not fast.features_decoded
     np.testing.assert_array_equal(fast.features, result.features.astype(np.float16))
