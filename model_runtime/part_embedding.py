@@ -250,6 +250,7 @@ def part_embedding(features, mesh, connectivity, vertices=None, method=DEFAULT_C
     if spec.shape[1]:
         spec /= max(float(np.sqrt(np.einsum("ij,ij->i", spec, spec).mean())), 1e-12)
     out = np.concatenate([x, spec], axis=1)
+    _check(cancel)
     labels = getattr(connectivity, "component_labels", None)
     if labels is not None and getattr(connectivity, "num_components", 1) > 1:
         out = pull_to_pieces(out, labels, areas)
