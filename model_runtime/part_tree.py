@@ -367,16 +367,17 @@ class PartTree:
     `cut(k, order="size")` for labels sorted by part size (largest first) instead.
     """
 
-    def __init__(self, children, num_leaves, costs=None, layout=None):
-        """`layout`: `(size, start)` of all 2P-1 nodes as `check_layout` returns them (a
-        stored tree's own, checked); None computes them from the merges."""
+    def __init__(self, children, num_leaves, costs=None, layout=None, cancel=None):
+        """`layout`: `(size, start, label_of_node)` of all 2P-1 nodes as `check_layout`
+        returns them (a stored tree's own, checked); None computes them from the merges,
+        polling `cancel` every `LOOP_BLOCK` merges."""
         self.children = np.asarray(children, dtype=np.int64).reshape(-1, 2)
         self.num_leaves = int(num_leaves)
         p = self.num_leaves
         if self.children.shape[0] != p - 1:
             raise InputError(f"a tree over {p} leaves needs {p - 1} merges, got {self.children.shape[0]}")
         self.costs = None if costs is None else np.asarray(costs, dtype=np.float64)
-        self._prepare(layout)
+        self._prepare(layout, cancel)
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -397,11 +398,11 @@ class PartTree:
             kept = p - 1 - len(extra)
             children = np.concatenate([children[:kept], extra])
             costs = np.concatenate([costs[:kept], extra_costs])
-        tree = cls(children, p, costs)
+        tree = cls(children, p, costs, cancel=cancel)
         tree.natural_parts = natural  # the graph tree's natural cut: the suggested part count
         return tree
 
-    def _prepare(self, layout=None):
+    def _prepare(self, layout=None, cancel=None):
         """Sizes, parents, DFS leaf order (every node's leaves contiguous) and labels."""
         p, ch = self.num_leaves, self.children
         n = 2 * p - 1
@@ -419,9 +420,9 @@ class PartTree:
         else:
             size, start = np.ones(n, np.int64), np.zeros(n, np.int64)
             if p > 1:
-                size = _subtree_sizes(ch, p)
+                size = _subtree_sizes(ch, p, cancel)
                 # DFS start of each node: root at 0; left child at parent's start, right after it.
-                start = _dfs_starts(ch, size, p)
+                start = _dfs_starts(ch, size, p, cancel)
             own = _stable_labels(ch, size, parent, p)
         self.size, self.start, self.label_of_node = size, start, own
         self.leaf_order = np.empty(p, np.int64)  # leaf_order[position] = leaf
@@ -528,26 +529,38 @@ class PartTree:
         return labels
 
 
-def _subtree_sizes(children, p):
+LOOP_BLOCK = 1 << 16  # merges between cancel checks in the layout loops (~0.05 s)
+
+
+def _poll(cancel):
+    if cancel is not None and cancel():
+        raise Cancelled("part tree cancelled")
+
+
+def _subtree_sizes(children, p, cancel=None):
     """Leaf counts of all 2P-1 nodes; merges are processed in order (children precede parents)."""
     s = [1] * (2 * p - 1)
     a_list, b_list = children[:, 0].tolist(), children[:, 1].tolist()
-    for t in range(p - 1):
-        s[p + t] = s[a_list[t]] + s[b_list[t]]
+    for t0 in range(0, p - 1, LOOP_BLOCK):
+        _poll(cancel)
+        for t in range(t0, min(t0 + LOOP_BLOCK, p - 1)):
+            s[p + t] = s[a_list[t]] + s[b_list[t]]
     return np.asarray(s, np.int64)
 
 
-def _dfs_starts(children, size, p):
+def _dfs_starts(children, size, p, cancel=None):
     """Start position of each node's leaf range in a DFS order (root range is 0..P)."""
     n = 2 * p - 1
     st = [0] * n
     a_list, b_list = children[:, 0].tolist(), children[:, 1].tolist()
     sz = size.tolist()
-    for t in range(p - 2, -1, -1):  # parents before children
-        s0 = st[p + t]
-        a = a_list[t]
-        st[a] = s0
-        st[b_list[t]] = s0 + sz[a]
+    for t1 in range(p - 2, -1, -LOOP_BLOCK):  # parents before children
+        _poll(cancel)
+        for t in range(t1, max(t1 - LOOP_BLOCK, -1), -1):
+            s0 = st[p + t]
+            a = a_list[t]
+            st[a] = s0
+            st[b_list[t]] = s0 + sz[a]
     return np.asarray(st, np.int64)
 
 

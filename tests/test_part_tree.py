@@ -167,3 +167,23 @@ def test_free_merges_join_look_alike_parts_that_do_not_touch():
     np.testing.assert_array_equal(free.cut(2, order="size"), [1, 1, 0, 0, 0, 0, 0, 1, 1])
     with pytest.raises(Exception, match="free-merge space"):
         free_merges(plain.children, x[:-1], 3)
+
+
+def test_layout_loops_poll_cancel_and_stop():
+    """Issue 16 (Esc within 1 s): the Python loops that lay out a freshly built tree (0.5 s or
+    more at 500k faces) poll `cancel` every `LOOP_BLOCK` merges."""
+    import model_runtime.part_tree as pt
+    from model_runtime.errors import Cancelled
+
+    p = 3 * pt.LOOP_BLOCK + 5
+    ch = np.c_[np.r_[0, p + np.arange(p - 2)], np.arange(1, p)]  # a caterpillar
+    calls = []
+    tree = PartTree(ch, p, cancel=lambda: calls.append(1) and False)
+    assert len(calls) == 2 * 4  # sizes, then starts: 4 blocks each
+    ref = PartTree(ch, p)
+    for key in ("size", "start", "label_of_node"):
+        np.testing.assert_array_equal(getattr(tree, key), getattr(ref, key))
+    stop = []
+    with pytest.raises(Cancelled, match="part tree cancelled"):
+        PartTree(ch, p, cancel=lambda: stop.append(1) or len(stop) >= 6)
+    assert len(stop) == 6
