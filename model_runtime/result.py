@@ -110,7 +110,7 @@ class SegmentationResult:
         }
         if self.tree.costs is not None:
             arrays["costs"] = self.tree.costs.astype(np.float64)
-        # the merge nodes' sizes and DFS starts: loading then needs no Python loop over the
+        # the merge nodes' sizes, DFS starts and labels: loading then needs no Python loop over the
         # merges (checked against them in O(P), `check_layout`); files without them still load
         for key, values in zip(_LAYOUT, self.tree.internal_layout):
             arrays[key] = values.astype(arrays["children"].dtype)
