@@ -45,6 +45,7 @@ def _compiled_ward_cost():
 
 
 _ward_cost = None  # the cost function `ward_merges` uses; None: compiled when available
+WARD_POLL = 512  # merges between cancel checks in the Ward loop (a few tenths of a second at most)
 
 
 def normalize_rows(features) -> np.ndarray:
@@ -90,20 +91,31 @@ def ward_merges(x, connectivity, progress=None, cancel=None, overwrite=False):
     p = x.shape[0]
     if p < 2:
         return np.zeros((0, 2), np.int64), np.zeros(0)
+    _poll(cancel)
     hi, lo = _as_pairs(connectivity, p)
-    ward_cost = _ward_cost or _compiled_ward_cost()
+    _poll(cancel)
+    ward_cost = _ward_cost or _compiled_ward_cost()  # (the first call imports scikit-learn)
     ones = np.ones(p)
     d0 = np.empty(hi.size)
+    _poll(cancel)
     ward_cost(ones, x, hi.astype(np.intp), lo.astype(np.intp), d0)
     n_nodes = 2 * p - 1
+    _poll(cancel)
     # heap entries (cost, larger id * n_nodes + smaller id): ties break as scikit-learn's do
     heap = list(zip(d0.tolist(), (hi * n_nodes + lo).tolist()))
+    _poll(cancel)
     heapify(heap)
+    _poll(cancel)
     # neighbour sets per node id (leaves first, new nodes appended)
     nbrs = [set() for _ in range(p)]
-    for a, b in zip(hi.tolist(), lo.tolist()):
-        nbrs[a].add(b)
-        nbrs[b].add(a)
+    _poll(cancel)
+    his, los = hi.tolist(), lo.tolist()
+    for e0 in range(0, len(his), LOOP_BLOCK):
+        _poll(cancel)
+        for a, b in zip(his[e0:e0 + LOOP_BLOCK], los[e0:e0 + LOOP_BLOCK]):
+            nbrs[a].add(b)
+            nbrs[b].add(a)
+    del his, los
     nbrs.extend([None] * (p - 1))
     alive = [True] * p + [False] * (p - 1)
     sums = x  # row s: feature sum of the cluster living in slot s (as scikit-learn's moments)
@@ -112,7 +124,8 @@ def ward_merges(x, connectivity, progress=None, cancel=None, overwrite=False):
     slot[:p] = np.arange(p)
     children = np.empty((p - 1, 2), np.int64)
     costs = np.empty(p - 1)
-    step = max(1, p // 100)
+    step = max(1, p // 100)  # progress every 1 %
+    poll_every = min(step, WARD_POLL)
     rowbuf = np.empty(64, np.intp)
     colbuf = np.empty(64, np.intp)
     resbuf = np.empty(64)
@@ -122,7 +135,12 @@ def ward_merges(x, connectivity, progress=None, cancel=None, overwrite=False):
         # Mostly stale entries: drop them in one pass (the pop order of live ones is unchanged).
         # Amortised O(1) per push: after a pass the heap holds exactly the live edges.
         if len(heap) > 2 * live_edges + 1024:
-            heap = [e for e in heap if alive[e[1] // n_nodes] and alive[e[1] % n_nodes]]
+            kept = []
+            for e0 in range(0, len(heap), 4 * LOOP_BLOCK):  # (a second or more at 500k: poll between)
+                _poll(cancel)
+                kept += [e for e in heap[e0:e0 + 4 * LOOP_BLOCK] if alive[e[1] // n_nodes] and alive[e[1] % n_nodes]]
+            heap = kept
+            _poll(cancel)
             heapify(heap)
         live -= 1
         while True:
@@ -167,10 +185,9 @@ def ward_merges(x, connectivity, progress=None, cancel=None, overwrite=False):
             kk = k * n_nodes
             for dc, c in zip(res.tolist(), cols):
                 heappush(heap, (dc, kk + c))
-        if t % step == 0:
-            if cancel is not None and cancel():
-                raise Cancelled("part tree cancelled")
-            if progress is not None:
+        if t % poll_every == 0:
+            _poll(cancel)
+            if progress is not None and t % step == 0:
                 progress(t / (p - 1))
     return children, costs
 
