@@ -101,10 +101,17 @@ def ward_merges(x, connectivity, progress=None, cancel=None, overwrite=False):
     ward_cost(ones, x, hi.astype(np.intp), lo.astype(np.intp), d0)
     n_nodes = 2 * p - 1
     _poll(cancel)
-    # heap entries (cost, larger id * n_nodes + smaller id): ties break as scikit-learn's do
-    heap = list(zip(d0.tolist(), (hi * n_nodes + lo).tolist()))
-    _poll(cancel)
-    heapify(heap)
+    # heap entries (cost, larger id * n_nodes + smaller id): ties break as scikit-learn's do.
+    # A sorted list is a heap: sorted by numpy and listed in chunks, it needs no heapify (one
+    # long call at 500k faces); the entries are unique, so the pops come in the same order.
+    codes = hi * n_nodes + lo
+    order = np.lexsort((codes, d0))
+    d0, codes = d0[order], codes[order]
+    heap = []
+    for e0 in range(0, len(order), 4 * LOOP_BLOCK):
+        _poll(cancel)
+        heap += zip(d0[e0:e0 + 4 * LOOP_BLOCK].tolist(), codes[e0:e0 + 4 * LOOP_BLOCK].tolist())
+    del order, codes
     _poll(cancel)
     # neighbour sets per node id (leaves first, new nodes appended)
     nbrs = [set() for _ in range(p)]
