@@ -114,8 +114,10 @@ def ward_merges(x, connectivity, progress=None, cancel=None, overwrite=False):
     del order, codes
     _poll(cancel)
     # neighbour sets per node id (leaves first, new nodes appended)
-    nbrs = [set() for _ in range(p)]
-    _poll(cancel)
+    nbrs = []
+    for s0 in range(0, p, 2 * LOOP_BLOCK):
+        _poll(cancel)
+        nbrs.extend(set() for _ in range(min(2 * LOOP_BLOCK, p - s0)))
     his, los = hi.tolist(), lo.tolist()
     for e0 in range(0, len(his), LOOP_BLOCK):
         _poll(cancel)
