@@ -118,7 +118,7 @@ def main():
         t = time.perf_counter()
         storage.store(obj, res, "fp")
         dt = time.perf_counter() - t
-        size = len(bytes(obj["partfield_result"]))
+        size = len(storage.stored_bytes(obj))
         print(f"| store #{i + 1} | {dt * 1000:.0f} ms | {size / 2**20:.1f} MiB |")
     storage.forget_cache()
     t = time.perf_counter()
