@@ -712,6 +712,29 @@ def scenario_store_twice(args):
     assert bpy.ops.partfield.apply(mode="VERTEX_GROUPS") == {"FINISHED"}
     check_vertex_groups(sub, sub_labels)
 
+    # A file saved before results kept their tree layout (issue 16: no tree_sizes, tree_starts,
+    # tree_labels entries) still opens, and its slider gives the same parts.
+    sys.path.insert(0, str(H.REPO_ROOT / "tests"))
+    import result_crafts as C
+
+    from model_runtime.result import SegmentationResult
+
+    chain = bpy.data.objects["Chain"]
+    new = SegmentationResult.from_bytes(_result_bytes(chain))
+    arrays = C.arrays_of(new)
+    assert {"tree_sizes", "tree_starts", "tree_labels"} <= set(arrays), sorted(arrays)
+    old = C.npz({k: v for k, v in arrays.items() if not k.startswith("tree_")})
+    storage.store(chain, new, storage.meta(chain)["fingerprint"], data=old)
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.open_mainfile(filepath=path)
+    assert not storage._cache
+    chain = bpy.data.objects["Chain"]
+    assert _result_bytes(chain) == old
+    for k in (4, 2, 6):
+        chain.partfield.parts = k
+        assert_colors(chain, ref.labels(k), f"slider on a result without its tree layout k={k}")
+    assert storage.problem(chain) is None
+
 
 def scenario_batch_resegment(args):
     """Issue 17.1: the batch re-segments a .blend that was segmented before; its output .blend
@@ -877,6 +900,9 @@ def _tamper_cases(chain):
     bomb = C.with_entry(a, "features", C.npy_header((p, f), np.float32), 4 * p * f)
     cyc = dict(a)
     cyc["children"] = C.three_cycle(res.tree, [2 * p - 3, 2 * p - 10, 2 * p - 20])
+    lying = dict(a)
+    lying["tree_starts"] = a["tree_starts"].copy()
+    lying["tree_starts"][p // 2] += 1
     m = storage.meta(chain)
     return [
         ("meta a string", {"partfield_meta": "not a dict"}, "'partfield_meta' is not a dictionary"),
@@ -885,6 +911,7 @@ def _tamper_cases(chain):
         ("truncated", {"partfield_result": good[: len(good) // 3]}, "BadZipFile"),
         ("npz bomb", {"partfield_result": bomb}, "bytes uncompressed in a"),
         ("cycle", {"partfield_result": C.npz(cyc)}, "broken merge tree"),
+        ("tree layout lies", {"partfield_result": C.npz(lying)}, "broken merge tree: the stored start of node"),
         ("other mesh", {"partfield_meta": dict(m, result_polygons=p + 1, stamp="x" * 32),
                         "partfield_face_map": np.zeros(p, np.int32).tobytes()}, f"is for {p} faces, the mesh has {p + 1}"),
         ("face map short", {"partfield_face_map": b"\x00" * 8}, "'partfield_face_map' holds 8 bytes"),
