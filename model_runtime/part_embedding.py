@@ -13,7 +13,9 @@ spectral block measures where a polygon sits on the graph, which is what keeps a
 look-alike parts (four legs, two arms) that this step is for.
 
 Everything is vectorised over the graph's edges; the spectral step is one sparse
-shift-invert eigensolve (`scipy.sparse.linalg.eigsh`).
+shift-invert eigensolve (`scipy.sparse.linalg.eigsh`). A `cancel()` callable is polled between
+steps (edge chunks, the coarse graph, each smoothing step), at most a few tenths of a second
+apart at 500k faces, and raises `Cancelled`; polling changes no result.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import eigsh
 
-from .errors import InputError
+from .errors import Cancelled, InputError
 from .part_tree import normalize_rows
 
 CLUSTERING_METHODS = ("fused", "features")
@@ -35,6 +37,12 @@ MIN_WEIGHT = 1e-3  # edge weights are clipped here so the Laplacian stays well c
 EXACT_LIMIT = 30_000  # above this many polygons the eigenproblem is solved on a coarse graph
 COARSE_NODES = 8_000
 SMOOTHING_STEPS = 12
+EDGE_CHUNK = 1 << 17  # edges per chunk of the feature weights (a cancel check between chunks)
+
+
+def _check(cancel):
+    if cancel is not None and cancel():
+        raise Cancelled("part embedding cancelled")
 
 
 def feature_block(space, features) -> np.ndarray:
@@ -68,10 +76,15 @@ def crease_weights(centers, normals, i, j, convex_factor=CONVEX_FACTOR) -> np.nd
     return np.exp(-d / max(float(d.mean()), 1e-6)) if d.size else d
 
 
-def feature_weights(x, i, j) -> np.ndarray:
-    """(E,) weights in (0,1]: exp(-|x_i - x_j|^2 / mean over edges)."""
-    diff = x[i] - x[j]
-    d = np.einsum("ij,ij->i", diff, diff)
+def feature_weights(x, i, j, cancel=None) -> np.ndarray:
+    """(E,) weights in (0,1]: exp(-|x_i - x_j|^2 / mean over edges). Computed `EDGE_CHUNK`
+    edges at a time (the same values; a (chunk, F) difference instead of an (E, F) one),
+    polling `cancel` between chunks."""
+    d = np.empty(len(i))
+    for s in range(0, len(i), EDGE_CHUNK):
+        _check(cancel)
+        diff = x[i[s:s + EDGE_CHUNK]] - x[j[s:s + EDGE_CHUNK]]
+        d[s:s + EDGE_CHUNK] = np.einsum("ij,ij->i", diff, diff)
     return np.exp(-d / max(float(d.mean()), 1e-12)) if d.size else d
 
 
@@ -80,15 +93,40 @@ def _weight_matrix(i, j, w, n):
                          shape=(n, n)).tocsr()
 
 
-def _random_walk_eigenvectors(W, k):
+SHIFT = -1e-2  # the eigensolver's shift: just below the Laplacian's smallest eigenvalue, 0
+EIGEN_TOL = 1e-6
+
+
+def _polling_inverse(lap, cancel):
+    """The shift-invert operator `eigsh` would build for `lap` (the same sparse LU solve),
+    polling `cancel` before every solve, so a cancel stops the eigensolver between its
+    iterations with the same results otherwise; None where this scipy lays it out otherwise."""
+    try:
+        from scipy.sparse.linalg import LinearOperator
+        from scipy.sparse.linalg._eigen.arpack.arpack import get_OPinv_matvec
+    except ImportError:  # pragma: no cover - another scipy layout: no polling inside eigsh
+        return None
+    solve = get_OPinv_matvec(lap, None, SHIFT, hermitian=True, tol=EIGEN_TOL)
+
+    def matvec(x):
+        _check(cancel)
+        return solve(x)
+
+    return LinearOperator(lap.shape, matvec=matvec, dtype=lap.dtype)
+
+
+def _random_walk_eigenvectors(W, k, cancel=None):
     """Smallest `k` eigenpairs of the normalised Laplacian of `W`, returned as random-walk
-    eigenvectors (D^-1/2 u), ascending; the trivial first one dropped."""
+    eigenvectors (D^-1/2 u), ascending; the trivial first one dropped. `cancel` is polled
+    at every iteration of the eigensolver."""
     n = W.shape[0]
     deg = np.asarray(W.sum(1)).ravel()
     dinv = 1.0 / np.sqrt(np.maximum(deg, 1e-12))
     lap = (sp.identity(n, format="csr") - sp.diags(dinv) @ W @ sp.diags(dinv)).tocsc()
     v0 = np.random.default_rng(0).random(n)  # fixed start vector: reproducible results
-    vals, vecs = eigsh(lap, k=k, sigma=-1e-2, which="LM", tol=1e-6, maxiter=5000, v0=v0)
+    _check(cancel)
+    inverse = _polling_inverse(lap, cancel) if cancel is not None else None
+    vals, vecs = eigsh(lap, k=k, sigma=SHIFT, which="LM", tol=EIGEN_TOL, maxiter=5000, v0=v0, OPinv=inverse)
     order = np.argsort(vals)
     return vals[order][1:], vecs[:, order][:, 1:] * dinv[:, None]
 
@@ -110,36 +148,46 @@ def coarse_cells(lengths, n_cells, areas=None, seed=0) -> np.ndarray:
 
 
 def spectral_embedding(i, j, weights, n, dims=SPECTRAL_DIMS, centers=None, areas=None,
-                       exact_limit=None) -> np.ndarray:
+                       exact_limit=None, cancel=None) -> np.ndarray:
     """(n, dims) commute-time-like embedding of the weighted graph (edges `i`-`j`): the
     smallest non-trivial random-walk eigenvectors, unit-normalised, each divided by
     sqrt(eigenvalue). Needs a connected graph.
 
     Above `exact_limit` nodes the eigenproblem is solved on a graph of `COARSE_NODES`
     Voronoi cells (grown along centre distances / weight, so cells stop at creases) and
-    the result is carried back and smoothed by a few random-walk steps on the full graph."""
+    the result is carried back and smoothed by a few random-walk steps on the full graph.
+    `cancel` is polled between these steps."""
     k = min(dims + 1, n - 2)
     if k < 2:
         return np.zeros((n, 0))
     w = np.clip(weights, MIN_WEIGHT, 1.0)
     W = _weight_matrix(i, j, w, n)
     exact_limit = EXACT_LIMIT if exact_limit is None else exact_limit
+    _check(cancel)
     if n <= exact_limit or centers is None:
-        vals, vecs = _random_walk_eigenvectors(W, k)
+        vals, vecs = _random_walk_eigenvectors(W, k, cancel)
     else:
         dist = np.linalg.norm(centers[i] - centers[j], axis=1) + 1e-12
-        cells = coarse_cells(_weight_matrix(i, j, dist / w, n), COARSE_NODES, areas)
+        lengths = _weight_matrix(i, j, dist / w, n)
+        _check(cancel)
+        cells = coarse_cells(lengths, COARSE_NODES, areas)
+        del lengths
+        _check(cancel)
         m = int(cells.max()) + 1
         S = sp.csr_matrix((np.ones(n), (np.arange(n), cells)), shape=(n, m))
         Wc = (S.T @ W @ S).tocsr()
         Wc.setdiag(0)
         Wc.eliminate_zeros()
-        vals, vc = _random_walk_eigenvectors(Wc, min(k, m - 2))
+        _check(cancel)
+        vals, vc = _random_walk_eigenvectors(Wc, min(k, m - 2), cancel)
+        _check(cancel)
         vecs = S @ vc
         deg = np.asarray(W.sum(1)).ravel()
         step = sp.diags(1.0 / np.maximum(deg, 1e-12)) @ W
         for _ in range(SMOOTHING_STEPS):  # lazy random walk: blurs cell edges, keeps creases
+            _check(cancel)
             vecs = 0.5 * vecs + 0.5 * (step @ vecs)
+    _check(cancel)
     vecs /= np.maximum(np.linalg.norm(vecs, axis=0, keepdims=True), 1e-12)
     return vecs / np.sqrt(np.maximum(vals, 1e-6))[None, :]
 
@@ -161,35 +209,48 @@ def pull_to_pieces(x, piece_labels, areas, pull=PIECE_PULL) -> np.ndarray:
 
 
 def part_embedding(features, mesh, connectivity, vertices=None, method=DEFAULT_CLUSTERING,
-                   stats=None) -> np.ndarray:
+                   stats=None, cancel=None) -> np.ndarray:
     """(P, F') float64 vectors for `PartTree.build(..., normalize=False)`.
 
     `features (P,F)` per polygon; `mesh` a `MeshArrays`; `connectivity` its bridged
     `Connectivity`; `vertices` the (normalised) positions to measure creases with.
     `stats` (a dict) receives what was done, e.g. a fallback when the eigensolver fails.
+    `cancel() -> bool` is polled between steps; when true, `Cancelled` is raised.
     """
     if method not in CLUSTERING_METHODS:
         raise InputError(f"unknown clustering method {method!r}; use one of {', '.join(CLUSTERING_METHODS)}")
+    _check(cancel)
     x = normalize_rows(features)
     stats = {} if stats is None else stats
     stats["clustering"] = method
     p = x.shape[0]
     if method == "features" or p < 4:
         return x
+    _check(cancel)
     v = np.asarray(mesh.vertices if vertices is None else vertices, dtype=np.float64)
     i, j = graph_edges(connectivity)
     centers, areas = mesh.polygon_centers(v), mesh.polygon_areas(v)
-    w = crease_weights(centers, polygon_normals(mesh, v), i, j) * feature_weights(x, i, j)
+    _check(cancel)
+    normals = polygon_normals(mesh, v)
+    _check(cancel)
+    crease = crease_weights(centers, normals, i, j)
+    w = crease * feature_weights(x, i, j, cancel=cancel)
+    del crease, normals
+    _check(cancel)
     try:
-        spec = spectral_embedding(i, j, w, p, centers=centers, areas=areas)
+        spec = spectral_embedding(i, j, w, p, centers=centers, areas=areas, cancel=cancel)
+    except Cancelled:
+        raise
     except Exception as exc:  # ArpackNoConvergence, a singular factorisation: features alone
         warnings.warn(f"spectral embedding failed ({exc}); clustering on features alone", RuntimeWarning,
                       stacklevel=2)
         stats["clustering"] = "features (spectral step failed)"
         spec = np.zeros((p, 0))
+    _check(cancel)
     if spec.shape[1]:
         spec /= max(float(np.sqrt(np.einsum("ij,ij->i", spec, spec).mean())), 1e-12)
     out = np.concatenate([x, spec], axis=1)
+    _check(cancel)
     labels = getattr(connectivity, "component_labels", None)
     if labels is not None and getattr(connectivity, "num_components", 1) > 1:
         out = pull_to_pieces(out, labels, areas)

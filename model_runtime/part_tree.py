@@ -45,6 +45,7 @@ def _compiled_ward_cost():
 
 
 _ward_cost = None  # the cost function `ward_merges` uses; None: compiled when available
+WARD_POLL = 512  # merges between cancel checks in the Ward loop (a few tenths of a second at most)
 
 
 def normalize_rows(features) -> np.ndarray:
@@ -90,20 +91,40 @@ def ward_merges(x, connectivity, progress=None, cancel=None, overwrite=False):
     p = x.shape[0]
     if p < 2:
         return np.zeros((0, 2), np.int64), np.zeros(0)
+    _poll(cancel)
     hi, lo = _as_pairs(connectivity, p)
-    ward_cost = _ward_cost or _compiled_ward_cost()
+    _poll(cancel)
+    ward_cost = _ward_cost or _compiled_ward_cost()  # (the first call imports scikit-learn)
     ones = np.ones(p)
     d0 = np.empty(hi.size)
+    _poll(cancel)
     ward_cost(ones, x, hi.astype(np.intp), lo.astype(np.intp), d0)
     n_nodes = 2 * p - 1
-    # heap entries (cost, larger id * n_nodes + smaller id): ties break as scikit-learn's do
-    heap = list(zip(d0.tolist(), (hi * n_nodes + lo).tolist()))
-    heapify(heap)
+    _poll(cancel)
+    # heap entries (cost, larger id * n_nodes + smaller id): ties break as scikit-learn's do.
+    # A sorted list is a heap: sorted by numpy and listed in chunks, it needs no heapify (one
+    # long call at 500k faces); the entries are unique, so the pops come in the same order.
+    codes = hi * n_nodes + lo
+    order = np.lexsort((codes, d0))
+    d0, codes = d0[order], codes[order]
+    heap = []
+    for e0 in range(0, len(order), 4 * LOOP_BLOCK):
+        _poll(cancel)
+        heap += zip(d0[e0:e0 + 4 * LOOP_BLOCK].tolist(), codes[e0:e0 + 4 * LOOP_BLOCK].tolist())
+    del order, codes
+    _poll(cancel)
     # neighbour sets per node id (leaves first, new nodes appended)
-    nbrs = [set() for _ in range(p)]
-    for a, b in zip(hi.tolist(), lo.tolist()):
-        nbrs[a].add(b)
-        nbrs[b].add(a)
+    nbrs = []
+    for s0 in range(0, p, 2 * LOOP_BLOCK):
+        _poll(cancel)
+        nbrs.extend(set() for _ in range(min(2 * LOOP_BLOCK, p - s0)))
+    his, los = hi.tolist(), lo.tolist()
+    for e0 in range(0, len(his), LOOP_BLOCK):
+        _poll(cancel)
+        for a, b in zip(his[e0:e0 + LOOP_BLOCK], los[e0:e0 + LOOP_BLOCK]):
+            nbrs[a].add(b)
+            nbrs[b].add(a)
+    del his, los
     nbrs.extend([None] * (p - 1))
     alive = [True] * p + [False] * (p - 1)
     sums = x  # row s: feature sum of the cluster living in slot s (as scikit-learn's moments)
@@ -112,7 +133,8 @@ def ward_merges(x, connectivity, progress=None, cancel=None, overwrite=False):
     slot[:p] = np.arange(p)
     children = np.empty((p - 1, 2), np.int64)
     costs = np.empty(p - 1)
-    step = max(1, p // 100)
+    step = max(1, p // 100)  # progress every 1 %
+    poll_every = min(step, WARD_POLL)
     rowbuf = np.empty(64, np.intp)
     colbuf = np.empty(64, np.intp)
     resbuf = np.empty(64)
@@ -122,7 +144,12 @@ def ward_merges(x, connectivity, progress=None, cancel=None, overwrite=False):
         # Mostly stale entries: drop them in one pass (the pop order of live ones is unchanged).
         # Amortised O(1) per push: after a pass the heap holds exactly the live edges.
         if len(heap) > 2 * live_edges + 1024:
-            heap = [e for e in heap if alive[e[1] // n_nodes] and alive[e[1] % n_nodes]]
+            kept = []
+            for e0 in range(0, len(heap), 4 * LOOP_BLOCK):  # (a second or more at 500k: poll between)
+                _poll(cancel)
+                kept += [e for e in heap[e0:e0 + 4 * LOOP_BLOCK] if alive[e[1] // n_nodes] and alive[e[1] % n_nodes]]
+            heap = kept
+            _poll(cancel)
             heapify(heap)
         live -= 1
         while True:
@@ -167,10 +194,9 @@ def ward_merges(x, connectivity, progress=None, cancel=None, overwrite=False):
             kk = k * n_nodes
             for dc, c in zip(res.tolist(), cols):
                 heappush(heap, (dc, kk + c))
-        if t % step == 0:
-            if cancel is not None and cancel():
-                raise Cancelled("part tree cancelled")
-            if progress is not None:
+        if t % poll_every == 0:
+            _poll(cancel)
+            if progress is not None and t % step == 0:
                 progress(t / (p - 1))
     return children, costs
 
@@ -278,6 +304,86 @@ def check_merges(children, num_leaves: int) -> np.ndarray:
     return ch
 
 
+def _smaller_children(a, b, sa, sb):
+    """Per merge of children `a`, `b` (sizes `sa`, `sb`), the child that gets the new label
+    when the merge is undone: the smaller one, on a tie the larger id."""
+    return np.where((sa > sb) | ((sa == sb) & (b > a)), b, a)
+
+
+def _stable_labels(ch, size, parent, p):
+    """`label_of_node` (see `PartTree`): undoing merge t (node P+t) gives P-t parts; its
+    smaller child gets the new label P-t-1, the larger keeps its parent's."""
+    n = 2 * p - 1
+    own = np.full(n, -1, np.int64)
+    own[n - 1] = 0
+    if p > 1:
+        a, b = ch[:, 0], ch[:, 1]
+        own[_smaller_children(a, b, size[a], size[b])] = p - 1 - np.arange(p - 1)
+        # larger children inherit: pointer jumping up to the nearest labelled ancestor
+        ptr = np.where(own >= 0, np.arange(n), parent)
+        while True:
+            nxt = ptr[ptr]
+            if np.array_equal(nxt, ptr):
+                break
+            ptr = nxt
+        own = own[ptr]
+    return own
+
+
+def check_layout(children, num_leaves: int, sizes, starts, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`(size, start, label_of_node)` of all 2P-1 nodes from a stored tree's `sizes`,
+    `starts` and `labels` of its P-1 merge nodes (`PartTree.internal_layout`), or
+    `InputError` when they disagree with the merges. Vectorised, O(P); `children` must have
+    passed `check_merges` (so it is a tree).
+
+    A leaf's size is 1 and every node's the sum of its children's; the root starts at 0, a
+    left child where its parent starts and a right child that many leaves later; the root's
+    label is 0, the smaller child of merge t gets P-1-t and the larger its parent's. Children
+    precede their parents, so these local equations, checked at every merge, determine all
+    three arrays: a file whose sizes, starts or labels lie fails here."""
+    p = int(num_leaves)
+    n = 2 * p - 1
+    ch = np.asarray(children, np.int64).reshape(-1, 2)
+    sizes, starts, labels = np.asarray(sizes), np.asarray(starts), np.asarray(labels)
+    for what, arr in (("sizes", sizes), ("starts", starts), ("labels", labels)):
+        if arr.dtype.kind not in "iu" or arr.shape != (p - 1,):
+            raise InputError(f"the tree's stored {what} must be {p - 1} integers, got {arr.dtype} {arr.shape}")
+    # int32 (when P allows) and few fresh arrays: at 500k faces this is memory-bound
+    kind = np.int32 if 2 * p < np.iinfo(np.int32).max else np.int64
+    size = np.ones(n, kind)
+    size[p:] = sizes
+    if p == 1:
+        return size, np.zeros(1, kind), np.zeros(1, kind)
+    a, b = np.ascontiguousarray(ch[:, 0]), np.ascontiguousarray(ch[:, 1])
+    sa, sb = np.take(size, a), np.take(size, b)
+    tmp = np.add(sa, sb, dtype=np.int64)
+    wrong = np.flatnonzero(tmp != size[p:])
+    if wrong.size:
+        t = int(wrong[0])
+        raise InputError(f"the stored size of node {p + t} is {int(size[p + t])}, but its children "
+                         f"{ch[t].tolist()} hold {int(tmp[t])} leaves")
+    start = np.empty(n, kind)
+    start[a] = starts
+    start[b] = np.add(starts, sa, out=tmp)
+    start[n - 1] = 0
+    wrong = np.flatnonzero(start[p:] != starts)
+    if wrong.size:
+        t = int(wrong[0])
+        raise InputError(f"the stored start of node {p + t} is {int(starts[t])}, but its place in the tree "
+                         f"puts it at {int(start[p + t])}")
+    own = np.empty(n, kind)
+    own[a] = labels  # larger children inherit (the smaller ones are overwritten next)
+    own[b] = labels
+    own[_smaller_children(a, b, sa, sb)] = np.arange(p - 1, 0, -1, dtype=kind)  # merge t: P-1-t
+    own[n - 1] = 0
+    wrong = np.flatnonzero(own[p:] != labels)
+    if wrong.size:
+        t = int(wrong[0])
+        raise InputError(f"the stored label of node {p + t} is {int(labels[t])}, but the merges give it "
+                         f"{int(own[p + t])}")
+    return size, start, own
+
+
 class PartTree:
     """Merge tree over P polygons with O(P) cuts at any k and stable labels.
 
@@ -287,14 +393,17 @@ class PartTree:
     `cut(k, order="size")` for labels sorted by part size (largest first) instead.
     """
 
-    def __init__(self, children, num_leaves, costs=None):
+    def __init__(self, children, num_leaves, costs=None, layout=None, cancel=None):
+        """`layout`: `(size, start, label_of_node)` of all 2P-1 nodes as `check_layout`
+        returns them (a stored tree's own, checked); None computes them from the merges,
+        polling `cancel` every `LOOP_BLOCK` merges."""
         self.children = np.asarray(children, dtype=np.int64).reshape(-1, 2)
         self.num_leaves = int(num_leaves)
         p = self.num_leaves
         if self.children.shape[0] != p - 1:
             raise InputError(f"a tree over {p} leaves needs {p - 1} merges, got {self.children.shape[0]}")
         self.costs = None if costs is None else np.asarray(costs, dtype=np.float64)
-        self._prepare()
+        self._prepare(layout, cancel)
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -315,47 +424,42 @@ class PartTree:
             kept = p - 1 - len(extra)
             children = np.concatenate([children[:kept], extra])
             costs = np.concatenate([costs[:kept], extra_costs])
-        tree = cls(children, p, costs)
+        tree = cls(children, p, costs, cancel=cancel)
         tree.natural_parts = natural  # the graph tree's natural cut: the suggested part count
         return tree
 
-    def _prepare(self):
+    def _prepare(self, layout=None, cancel=None):
         """Sizes, parents, DFS leaf order (every node's leaves contiguous) and labels."""
         p, ch = self.num_leaves, self.children
         n = 2 * p - 1
-        size = np.ones(n, np.int64)
         parent = np.full(n, -1, np.int64)
         if p > 1:
             parent[ch[:, 0]] = np.arange(p, n)
             parent[ch[:, 1]] = np.arange(p, n)
             if (parent[: n - 1] < 0).any():
                 raise InputError("the merge list is not a single tree")
-            size = _subtree_sizes(ch, p)
-        self.size, self.parent = size, parent
-        # DFS start of each node: root at 0; left child at parent's start, right after it.
-        start = np.zeros(n, np.int64)
-        if p > 1:
-            start = _dfs_starts(ch, size, p)
-        self.start = start
+        self.parent = parent
+        if layout is not None:
+            size, start, own = (np.asarray(a) for a in layout)  # (int32 from `check_layout`)
+            if size.shape != (n,) or start.shape != (n,) or own.shape != (n,):
+                raise InputError(f"a tree layout over {p} leaves needs {n} sizes, starts and labels")
+        else:
+            size, start = np.ones(n, np.int64), np.zeros(n, np.int64)
+            if p > 1:
+                size = _subtree_sizes(ch, p, cancel)
+                # DFS start of each node: root at 0; left child at parent's start, right after it.
+                start = _dfs_starts(ch, size, p, cancel)
+            own = _stable_labels(ch, size, parent, p)
+        self.size, self.start, self.label_of_node = size, start, own
         self.leaf_order = np.empty(p, np.int64)  # leaf_order[position] = leaf
         self.leaf_order[start[:p]] = np.arange(p)
-        # Stable labels: undoing merge t (node p+t) gives p-t parts; the smaller child gets
-        # the new label p-t-1, the larger keeps its parent's.
-        own = np.full(n, -1, np.int64)
-        own[n - 1] = 0
-        if p > 1:
-            a, b = ch[:, 0], ch[:, 1]
-            small = np.where(size[a] < size[b], a, np.where(size[a] > size[b], b, np.maximum(a, b)))
-            own[small] = p - 1 - np.arange(p - 1)
-            # larger children inherit: pointer jumping up to the nearest labelled ancestor
-            ptr = np.where(own >= 0, np.arange(n), parent)
-            while True:
-                nxt = ptr[ptr]
-                if np.array_equal(nxt, ptr):
-                    break
-                ptr = nxt
-            own = own[ptr]
-        self.label_of_node = own
+
+    @property
+    def internal_layout(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sizes, starts, labels) of the P-1 merge nodes: what a stored tree keeps so that
+        loading it needs no loop over the merges (`check_layout` rebuilds and checks the rest)."""
+        p = self.num_leaves
+        return self.size[p:], self.start[p:], self.label_of_node[p:]
 
     # ------------------------------------------------------------------ cuts
     @property
@@ -451,26 +555,38 @@ class PartTree:
         return labels
 
 
-def _subtree_sizes(children, p):
+LOOP_BLOCK = 1 << 16  # merges between cancel checks in the layout loops (~0.05 s)
+
+
+def _poll(cancel):
+    if cancel is not None and cancel():
+        raise Cancelled("part tree cancelled")
+
+
+def _subtree_sizes(children, p, cancel=None):
     """Leaf counts of all 2P-1 nodes; merges are processed in order (children precede parents)."""
     s = [1] * (2 * p - 1)
     a_list, b_list = children[:, 0].tolist(), children[:, 1].tolist()
-    for t in range(p - 1):
-        s[p + t] = s[a_list[t]] + s[b_list[t]]
+    for t0 in range(0, p - 1, LOOP_BLOCK):
+        _poll(cancel)
+        for t in range(t0, min(t0 + LOOP_BLOCK, p - 1)):
+            s[p + t] = s[a_list[t]] + s[b_list[t]]
     return np.asarray(s, np.int64)
 
 
-def _dfs_starts(children, size, p):
+def _dfs_starts(children, size, p, cancel=None):
     """Start position of each node's leaf range in a DFS order (root range is 0..P)."""
     n = 2 * p - 1
     st = [0] * n
     a_list, b_list = children[:, 0].tolist(), children[:, 1].tolist()
     sz = size.tolist()
-    for t in range(p - 2, -1, -1):  # parents before children
-        s0 = st[p + t]
-        a = a_list[t]
-        st[a] = s0
-        st[b_list[t]] = s0 + sz[a]
+    for t1 in range(p - 2, -1, -LOOP_BLOCK):  # parents before children
+        _poll(cancel)
+        for t in range(t1, max(t1 - LOOP_BLOCK, -1), -1):
+            s0 = st[p + t]
+            a = a_list[t]
+            st[a] = s0
+            st[b_list[t]] = s0 + sz[a]
     return np.asarray(st, np.int64)
 
 

@@ -154,7 +154,8 @@ def segment_mesh(mesh, model, options: SegmentOptions | None = None, progress=No
     rep("part tree", 0.0)
     rep.check()
     cluster_stats = {}
-    space = part_embedding(features, mesh, con, vertices=v, method=options.clustering, stats=cluster_stats)
+    space = part_embedding(features, mesh, con, vertices=v, method=options.clustering, stats=cluster_stats,
+                           cancel=cancel)
     rep.check()
     free = feature_block(space, features) if options.group_alike else None
     tree = PartTree.build(space, con, normalize=False, progress=rep.stage("part tree"), cancel=cancel,

@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import InputError, PartFieldError, StoredResultError
 from .normalization import Normalization
-from .part_tree import PartTree, check_merges
+from .part_tree import PartTree, check_layout, check_merges
 
 FORMAT = "partfield-segmentation"
 FORMAT_VERSION = 1
@@ -27,6 +27,23 @@ class SegmentationResult:
         self.tree = tree
         self.normalization = normalization
         self.metadata = dict(metadata or {})
+
+    @property
+    def features(self) -> np.ndarray:
+        """(P, F) float32 or float16. A result read by `from_bytes` decodes them on first use
+        (the slider needs the tree only; Select Similar and the heat map read them): their
+        size, dtype and shape were checked on load, the bytes' checksum is checked here."""
+        if self._read_features is not None:
+            self._features, self._read_features = self._read_features(), None
+        return self._features
+
+    @features.setter
+    def features(self, value) -> None:
+        self._features, self._read_features = value, None
+
+    @property
+    def features_decoded(self) -> bool:
+        return self._read_features is None
 
     @property
     def num_polygons(self) -> int:
@@ -93,6 +110,10 @@ class SegmentationResult:
         }
         if self.tree.costs is not None:
             arrays["costs"] = self.tree.costs.astype(np.float64)
+        # the merge nodes' sizes, DFS starts and labels: loading then needs no Python loop over the
+        # merges (checked against them in O(P), `check_layout`); files without them still load
+        for key, values in zip(_LAYOUT, self.tree.internal_layout):
+            arrays[key] = values.astype(arrays["children"].dtype)
         np.savez(f, **arrays)
 
     @classmethod
@@ -148,8 +169,12 @@ _ENTRIES = {
     "normalization": ("f", 1),
     "metadata": ("U", 0),
     "costs": ("f", 1),
+    "tree_sizes": ("iu", 1),
+    "tree_starts": ("iu", 1),
+    "tree_labels": ("iu", 1),
 }
-_OPTIONAL = {"costs"}
+_LAYOUT = ("tree_sizes", "tree_starts", "tree_labels")  # `PartTree.internal_layout`
+_OPTIONAL = {"costs", *_LAYOUT}  # (results saved before the tree layout lack it)
 
 
 def _read(source, name: str, expected_polygons, build=True):
@@ -167,7 +192,9 @@ def _read(source, name: str, expected_polygons, build=True):
 
 def _file_size(source) -> int:
     if isinstance(source, io.BytesIO):
-        return len(source.getbuffer())
+        size = source.seek(0, io.SEEK_END)  # (getbuffer() would copy the bytes the BytesIO shares)
+        source.seek(0)
+        return size
     return os.path.getsize(source)
 
 
@@ -234,7 +261,8 @@ def _read_checked(source, name, expected_polygons, limits: Limits, build=True):
         if expected_polygons is not None and p != int(expected_polygons):
             raise StoredResultError(f"segmentation result {name} is for {p:,} faces, the mesh has "
                                     f"{int(expected_polygons):,}")
-        want = {"features": (p, None), "children": (p - 1, 2), "normalization": (4,), "costs": (p - 1,)}
+        want = {"features": (p, None), "children": (p - 1, 2), "normalization": (4,), "costs": (p - 1,),
+                **{key: (p - 1,) for key in _LAYOUT}}
         for key, shape in want.items():
             if key in heads:
                 got = heads[key][0]
@@ -254,11 +282,38 @@ def _read_checked(source, name, expected_polygons, limits: Limits, build=True):
             children = check_merges(read("children"), p)
         except InputError as exc:
             raise StoredResultError(f"segmentation result {name} has a broken merge tree: {exc}") from exc
+        layout = None
+        if any(key in heads for key in _LAYOUT):
+            if not all(key in heads for key in _LAYOUT):
+                raise StoredResultError(f"segmentation result {name} has part of the tree layout "
+                                        f"({', '.join(k for k in _LAYOUT if k in heads)}), not all of it")
+            try:
+                layout = check_layout(children, p, *(read(key) for key in _LAYOUT))
+            except InputError as exc:
+                raise StoredResultError(f"segmentation result {name} has a broken merge tree: {exc}") from exc
         costs = read("costs") if "costs" in heads else None
         metadata = json.loads(str(read("metadata")))
         if not isinstance(metadata, dict):
             raise StoredResultError(f"segmentation result {name}: metadata is not a JSON object")
         if not build:
             return p
-        tree = PartTree(children, p, costs)
-        return SegmentationResult(read("features"), tree, Normalization.from_array(norm), metadata)
+        tree = PartTree(children, p, costs, layout=layout)
+        lazy = isinstance(source, io.BytesIO) and infos["features"].compress_type == zipfile.ZIP_STORED
+        result = SegmentationResult(None if lazy else read("features"), tree, Normalization.from_array(norm), metadata)
+        if lazy:  # bytes in memory, stored uncompressed: decoded on first use (`features`)
+            result._read_features = lambda: _read_entry_later(source, infos["features"], heads["features"], name)
+        return result
+
+
+def _read_entry_later(source, info, head, name):
+    """One npy entry of an npz already checked by `_read_checked` (its header is `head`)."""
+    shape, fortran, dtype, offset = head
+    try:
+        with zipfile.ZipFile(source) as zf, zf.open(info) as f:
+            f.read(offset)
+            raw = f.read(info.file_size - offset)  # zipfile checks the CRC at the entry's end
+    except Exception as exc:  # noqa: BLE001 - bytes that changed or were damaged since
+        raise StoredResultError(f"cannot read the features of segmentation result {name}: "
+                                f"{type(exc).__name__}: {exc}") from exc
+    arr = np.frombuffer(raw, dtype=dtype)
+    return arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)

@@ -27,30 +27,41 @@ def typed_attribute(me, name: str, data_type: str, domain: str):
     return attr
 
 
+def bulk_read(me, attr_name, field, legacy, legacy_field, n, comps, dtype) -> np.ndarray:
+    """Bulk read through the generic attribute (`position`, `.corner_vert`...: a plain copy) or,
+    where a Blender version has none, the legacy RNA collection (per element, ~100x slower)."""
+    buf = np.empty(n * comps, dtype)
+    attr = me.attributes.get(attr_name)
+    if attr is not None:
+        attr.data.foreach_get(field, buf)
+    else:
+        getattr(me, legacy).foreach_get(legacy_field, buf)
+    return buf.reshape(n, comps) if comps > 1 else buf
+
+
 def read_arrays(me) -> dict[str, np.ndarray]:
-    """Raw arrays of a bpy Mesh: vertices (V,3) f32, loop_starts (P,), loop_totals (P,), loop_vertices (L,)."""
+    """Raw arrays of a bpy Mesh: vertices (V,3) f32, loop_starts (P,), loop_totals (P,), loop_vertices (L,).
+
+    Corners of a polygon are contiguous and in polygon order (Blender's face offsets), so the
+    totals are the differences of the starts."""
     nv, npoly, nloop = mesh_counts(me)
-    vertices = np.empty(nv * 3, dtype=np.float32)
-    me.vertices.foreach_get("co", vertices)
     loop_starts = np.empty(npoly, dtype=np.int32)
-    loop_totals = np.empty(npoly, dtype=np.int32)
     me.polygons.foreach_get("loop_start", loop_starts)
-    me.polygons.foreach_get("loop_total", loop_totals)
-    loop_vertices = np.empty(nloop, dtype=np.int32)
-    me.loops.foreach_get("vertex_index", loop_vertices)
+    loop_totals = np.diff(np.append(loop_starts, np.int32(nloop))).astype(np.int32)
     return {
-        "vertices": vertices.reshape(nv, 3),
+        "vertices": bulk_read(me, "position", "vector", "vertices", "co", nv, 3, np.float32),
         "loop_starts": loop_starts,
         "loop_totals": loop_totals,
-        "loop_vertices": loop_vertices,
+        "loop_vertices": bulk_read(me, ".corner_vert", "value", "loops", "vertex_index", nloop, 1, np.int32),
     }
 
 
 def loop_polygons(me) -> np.ndarray:
     """Index of the polygon that owns each loop (face corner), shape (L,)."""
     npoly = len(me.polygons)
-    totals = np.empty(npoly, dtype=np.int32)
-    me.polygons.foreach_get("loop_total", totals)
+    starts = np.empty(npoly, dtype=np.int32)
+    me.polygons.foreach_get("loop_start", starts)  # (faster than loop_total, which bpy derives per polygon)
+    totals = np.diff(np.append(starts, np.int32(len(me.loops))))
     return np.repeat(np.arange(npoly, dtype=np.int32), totals)
 
 

@@ -97,14 +97,9 @@ def _local_ids(ids, n, scratch):
 
 
 def _get(me, attr_name, field, legacy, legacy_field, n, comps, dtype):
-    """Bulk read through the generic attribute (fast) or the legacy RNA collection."""
-    buf = np.empty(n * comps, dtype)
-    attr = me.attributes.get(attr_name)
-    if attr is not None:
-        attr.data.foreach_get(field, buf)
-    else:
-        getattr(me, legacy).foreach_get(legacy_field, buf)
-    return buf.reshape(n, comps) if comps > 1 else buf
+    from .mesh_data import bulk_read
+
+    return bulk_read(me, attr_name, field, legacy, legacy_field, n, comps, dtype)
 
 
 def _set(me, attr_name, field, legacy, legacy_field, values) -> None:

@@ -61,6 +61,22 @@ def ensure_attribute(me):
     return me.attributes[ATTRIBUTE]
 
 
+_offsets_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id(lp) -> (lp, corner offsets)
+
+
+def _corner_offsets(lp: np.ndarray, npoly: int) -> np.ndarray:
+    """(P+1,) first corner of each polygon (corners of a polygon are contiguous and in polygon
+    order, as `loop_polygons` reads them), cached with the loop -> polygon map it comes from."""
+    hit = _offsets_cache.get(id(lp))
+    if hit is not None and hit[0] is lp:
+        return hit[1]
+    offsets = np.zeros(npoly + 1, np.int64)
+    np.cumsum(np.bincount(lp, minlength=npoly), out=offsets[1:])
+    _offsets_cache.clear()
+    _offsets_cache[id(lp)] = (lp, offsets)
+    return offsets
+
+
 def _corner_colors(labels: np.ndarray) -> np.ndarray:
     """(n,) colours of labels as complex128 (one RGBA float32 quadruple each: a 16-byte
     gather is ~3x faster than indexing a (k, 4) table)."""
@@ -85,11 +101,17 @@ def recolor(obj, face_labels: np.ndarray) -> None:
     hit = _shown.get(key)
     if hit is not None and hit[0] is lp and hit[1].shape == labels.shape:
         buf = hit[2]
-        changed = np.flatnonzero((labels != hit[1])[lp])
-        if changed.size:
-            buf[changed] = _corner_colors(labels[lp[changed]])
+        changed = np.flatnonzero(labels != hit[1])  # polygons, then their corners
+        if changed.size > len(labels) // 4:
+            np.take(_corner_colors(labels), lp, out=buf, mode="clip")  # (clip: unbuffered)
+        elif changed.size:
+            offsets = _corner_offsets(lp, len(labels))
+            counts = offsets[changed + 1] - offsets[changed]
+            firsts = np.repeat(offsets[changed] - (np.cumsum(counts) - counts), counts)
+            corners = firsts + np.arange(firsts.size)
+            buf[corners] = np.repeat(_corner_colors(labels[changed]), counts)
     else:
-        buf = _corner_colors(np.take(labels, lp))
+        buf = np.take(_corner_colors(labels), lp)
     _shown[key] = (lp, labels.copy(), buf)
     attr.data.foreach_set("color", buf.view(np.float32))
     from . import storage
@@ -131,6 +153,7 @@ def forget_cache() -> None:
     """Drop the per-mesh caches (after loading another file)."""
     _loop_poly_cache.clear()
     _shown.clear()
+    _offsets_cache.clear()
 
 
 def _view3d_shadings():

@@ -1,8 +1,15 @@
 """Keep a segmentation with the object in the .blend, and notice when the mesh changed since.
 
 The result (`SegmentationResult.save` npz bytes) and, for evaluated meshes, the base-to-evaluated
-polygon map live in ID properties of the object, so they are saved, undone and redone with
-it. Loaded results are cached per object in memory so the slider never deserialises twice.
+polygon map live in ID properties of a hidden Text data-block (`.partfield <object>`) that the
+object points to (`partfield_data`); the small metadata and the part edits live on the object.
+So they are saved, undone and redone with it, and the megabytes stay out of the object: Blender
+copies an object's ID properties into the evaluated copy on every update of it (a slider step
+recolours the mesh), and writes them into every undo step that changes the object, but a Text
+no other ID changes is neither re-copied nor re-written. The Text has no fake user: deleting
+the object leaves it without users and it is not saved. Files from before this layout keep the
+bytes on the object itself; they load as they are and move to a Text at the next compute.
+Loaded results are cached per object in memory so the slider never deserialises twice.
 
 Writes never assign bytes over an existing bytes property (bpy truncates those at the first
 NUL); each write is read back, and a failed write puts the previous result back. Reads are
@@ -22,6 +29,9 @@ RESULT_KEY = "partfield_result"
 FACE_MAP_KEY = "partfield_face_map"
 META_KEY = "partfield_meta"
 EDITS_KEY = "partfield_edits"  # JSON {"stamp": result stamp, "edits": [[kind, [nodes]], ...]}
+BLOCK_KEY = "partfield_data"  # on the object: the Text data-block holding RESULT_KEY and FACE_MAP_KEY
+BLOCK_STAMP_KEY = "partfield_stamp"  # on that Text: the stamp of the result it holds
+BLOCK_PREFIX = ".partfield "  # names starting with "." are left out of Blender's ID search lists
 
 # object session uid -> (stamp, StoredResult)
 _cache: dict[int, tuple[str, "StoredResult"]] = {}
@@ -110,15 +120,44 @@ def _put(obj, key, value) -> None:
 
 
 def _snapshot(obj) -> dict:
-    return {key: _read_back(obj, key) for key in (RESULT_KEY, FACE_MAP_KEY, META_KEY) if key in obj}
+    """What `store` may change on the object (the block pointer is kept as the ID itself)."""
+    return {key: (obj.get(key) if key == BLOCK_KEY else _read_back(obj, key))
+            for key in (RESULT_KEY, FACE_MAP_KEY, META_KEY, BLOCK_KEY) if key in obj}
 
 
 def _restore(obj, old: dict) -> None:
-    for key in (RESULT_KEY, FACE_MAP_KEY, META_KEY):
+    for key in (RESULT_KEY, FACE_MAP_KEY, META_KEY, BLOCK_KEY):
         if key in obj:
             del obj[key]
-        if key in old:
+        if key in old and old[key] is not None:
             obj[key] = old[key]
+
+
+def _new_block(obj, data: bytes, face_map, stamp: str):
+    """A new Text holding the result bytes (and the face map), each read back; removed again
+    and the error raised when anything reads back wrong. Nothing else is touched."""
+    import bpy
+
+    block = bpy.data.texts.new(BLOCK_PREFIX + obj.name)
+    try:
+        block.use_fake_user = False  # users come from the objects pointing to it
+        _put(block, RESULT_KEY, data)
+        if face_map is not None:
+            _put(block, FACE_MAP_KEY, _array_to_bytes(face_map))
+        _put(block, BLOCK_STAMP_KEY, stamp)
+    except Exception:
+        bpy.data.texts.remove(block)
+        raise
+    return block
+
+
+def _remove_if_unused(block) -> None:
+    """Remove a result Text no object points to any more (another object may share it: a
+    duplicate of the object points to the same one)."""
+    import bpy
+
+    if isinstance(block, bpy.types.Text) and block.users == 0 and block.name.startswith(BLOCK_PREFIX):
+        bpy.data.texts.remove(block)
 
 
 def result_bytes(result) -> bytes:
@@ -148,21 +187,32 @@ def store(obj, result, fingerprint: str, face_map: np.ndarray | None = None, inf
         data = _result_to_bytes(result)
     meta["result_polygons"] = int(result.num_polygons)
     meta["result_bytes"] = len(data)
+    try:
+        block = _new_block(obj, data, face_map, meta["stamp"])
+    except Exception as exc:
+        _cache.pop(obj.session_uid, None)
+        raise StoredResultError(f"'{obj.name}': the result could not be saved with the object ({exc}); "
+                                "the previous state is kept.") from exc
     old = _snapshot(obj)
     try:
-        _put(obj, RESULT_KEY, data)
-        if face_map is not None:
-            _put(obj, FACE_MAP_KEY, _array_to_bytes(face_map))
-        elif FACE_MAP_KEY in obj:
-            del obj[FACE_MAP_KEY]
+        _assign(obj, BLOCK_KEY, block)
+        if obj.get(BLOCK_KEY) != block:
+            raise RuntimeError(f"'{BLOCK_KEY}' does not point to the new data-block")
         _put(obj, META_KEY, meta)
     except Exception as exc:
         try:
             _restore(obj, old)
+            _remove_if_unused(block)
         finally:
             _cache.pop(obj.session_uid, None)
         raise StoredResultError(f"'{obj.name}': the result could not be saved with the object ({exc}); "
                                 "the previous state is kept.") from exc
+    for key in (RESULT_KEY, FACE_MAP_KEY):  # the layout before data-blocks: bytes on the object
+        if key in obj:
+            del obj[key]
+    _remove_if_unused(old.get(BLOCK_KEY))
+    if block.name != BLOCK_PREFIX + obj.name:  # made while the old one still had the name
+        block.name = BLOCK_PREFIX + obj.name  # (Blender keeps a suffix if another ID holds it)
     stored = StoredResult(result, None if face_map is None else np.asarray(face_map, np.int64), dict(meta))
     _cache[obj.session_uid] = (meta["stamp"], stored)
     _problems.pop(obj.session_uid, None)
@@ -170,7 +220,34 @@ def store(obj, result, fingerprint: str, face_map: np.ndarray | None = None, inf
 
 # --------------------------------------------------------------------------- reading
 def has_result(obj) -> bool:
-    return obj is not None and obj.type == "MESH" and RESULT_KEY in obj and META_KEY in obj
+    return (obj is not None and obj.type == "MESH" and META_KEY in obj
+            and (BLOCK_KEY in obj or RESULT_KEY in obj))
+
+
+def _holder(obj):
+    """The ID holding the result bytes: the object's Text data-block, or the object itself
+    for results stored before data-blocks. Raises StoredResultError when the pointer is
+    broken (the Text was deleted, or the property is something else)."""
+    import bpy
+
+    from model_runtime.errors import StoredResultError
+
+    if BLOCK_KEY not in obj:
+        return obj
+    block = obj.get(BLOCK_KEY)
+    if block is None:
+        raise StoredResultError(f"'{obj.name}': its result data-block was deleted; compute again")
+    if not isinstance(block, bpy.types.Text):
+        raise StoredResultError(f"'{obj.name}': its '{BLOCK_KEY}' is {type(block).__name__}, not a result data-block")
+    return block
+
+
+def stored_bytes(obj) -> bytes | None:
+    """The raw result bytes stored for `obj` (None when there are none); for tools and tests."""
+    if not has_result(obj):
+        return None
+    value = _holder(obj).get(RESULT_KEY)
+    return bytes(value) if isinstance(value, (bytes, bytearray)) else None
 
 
 def meta(obj) -> dict:
@@ -200,13 +277,13 @@ def _check_meta(obj, m) -> str | None:
     return None
 
 
-def _face_map(obj, m):
+def _face_map(obj, holder, m):
     """The stored polygon map (int64) or None; raises StoredResultError when it is damaged."""
     from model_runtime.errors import StoredResultError
 
-    if FACE_MAP_KEY not in obj:
+    if FACE_MAP_KEY not in holder:
         return None
-    raw = obj.get(FACE_MAP_KEY)
+    raw = holder.get(FACE_MAP_KEY)
     if not isinstance(raw, (bytes, bytearray)):
         raise StoredResultError(f"'{obj.name}': its 'partfield_face_map' is {type(raw).__name__}, not bytes")
     if len(raw) != 4 * m["base_polygons"]:
@@ -228,8 +305,11 @@ def _checked(obj, build: bool):
     why = _check_meta(obj, m)
     if why:
         raise StoredResultError(f"'{obj.name}': {why}")
-    face_map = _face_map(obj, m)
-    data = obj.get(RESULT_KEY)
+    holder = _holder(obj)
+    if holder is not obj and holder.get(BLOCK_STAMP_KEY) != m["stamp"]:
+        raise StoredResultError(f"'{obj.name}': its result data-block '{holder.name}' belongs to another result")
+    face_map = _face_map(obj, holder, m)
+    data = holder.get(RESULT_KEY)
     name = f"'{obj.name}'"
     expected = _expected_polygons(m, face_map)
     if not build:
@@ -345,10 +425,12 @@ def write_edits(obj, stored: StoredResult, edits) -> None:
 def clear(obj) -> bool:
     """Forget the stored result; True when there was one."""
     had = False
-    for key in (RESULT_KEY, FACE_MAP_KEY, META_KEY, EDITS_KEY):
+    block = obj.get(BLOCK_KEY)
+    for key in (RESULT_KEY, FACE_MAP_KEY, META_KEY, EDITS_KEY, BLOCK_KEY):
         if key in obj:
             del obj[key]
             had = True
+    _remove_if_unused(block)
     _cache.pop(obj.session_uid, None)
     _problems.pop(obj.session_uid, None)
     return had

@@ -357,6 +357,18 @@ def result_npz_bomb(d):
     return out
 
 
+def result_tree_layout_lies(d):
+    """A stored result whose merge nodes' DFS starts (the layout that spares the loops on
+    load) do not fit its merges: one is off by one."""
+    from result_crafts import arrays_of, npz
+
+    a = arrays_of(_result())
+    a["tree_starts"][len(a["tree_starts"]) // 2] += 1
+    out = d / "layout.partfield.npz"
+    out.write_bytes(npz(a))
+    return out
+
+
 def result_garbage(d):
     out = d / "garbage.partfield.npz"
     out.write_bytes(b"PK\x03\x04" + bytes(300))
@@ -412,6 +424,8 @@ CASES = [
     Case("result-npz-bomb-200MB", "result", result_npz_bomb, r"claims [\d,]+ bytes uncompressed", peak_mb=100,
          seconds=30),
     Case("result-garbage", "result", result_garbage, r"garbage\.partfield\.npz"),
+    Case("result-tree-layout-lies", "result", result_tree_layout_lies,
+         r"layout\.partfield\.npz has a broken merge tree: the stored start of node \d+ is"),
     # the download (a real HTTP server on 127.0.0.1)
     Case("dl-ignores-range-and-drops", "download",
          _dl({"support_range": False, "drop_after": 5000, "drops": 10**9}, retries=3, size=None),

@@ -316,7 +316,7 @@ res["fbx_meshes"] = len([o for o in bpy.context.scene.objects if o.type == "MESH
 bpy.ops.wm.open_mainfile(filepath=out + "/chair_k3.blend")
 ob = bpy.data.objects["Chair"]
 res["groups"] = [g.name for g in ob.vertex_groups]
-res["has_result"] = "partfield_result" in ob.keys()
+res["has_result"] = "partfield_meta" in ob.keys() and len(bytes(ob["partfield_data"]["partfield_result"])) > 1000
 print("RESULT " + json.dumps(res))
 """
 

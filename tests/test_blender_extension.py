@@ -73,3 +73,7 @@ def test_slider_recolours_100k_polygons_under_100ms(weights, tmp_path):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "| whole step (update callback) |" in out, out[-4000:]
+
+
+def test_slider_recolours_only_changed_corners_exactly_on_mixed_polygons(weights, tmp_path):
+    run_scenario("recolor_mixed_polygons", weights, tmp_path)

@@ -23,3 +23,7 @@ def test_markers_in_a_crafted_file_delete_nothing_of_the_users(weights, tmp_path
 
 def test_damaged_stored_results_are_reported_and_change_nothing(weights, tmp_path):  # noqa: F811
     run_scenario("damaged_results", weights, tmp_path)
+
+
+def test_result_bytes_live_in_a_data_block_old_files_load_duplicates_and_undo(weights, tmp_path):  # noqa: F811
+    run_scenario("result_blocks", weights, tmp_path)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from test_batch import BATCH, POINTS, REPO, _env, _table, _write_obj
+from test_blender_extension import weights  # noqa: F401  (fixture)
 
 PY42 = Path(os.environ.get("PARTFIELD_BPY42_PYTHON", REPO / ".venv-bpy42" / "bin" / "python"))
 
@@ -77,3 +78,16 @@ def test_batch_on_blender_42_exits_0(py42, tmp_path):
     assert summary["blender"].startswith("4.2") and summary["counts"]["ok"] == 1
     labels = np.load(out / "table_k3.labels.npy")
     assert labels.shape == (len(f),) and len(np.unique(labels)) >= 2
+
+
+def test_result_data_blocks_on_blender_42(py42, weights, tmp_path):  # noqa: F811
+    """The stored-result layout (a Text data-block the object points to) on 4.2: old layout,
+    duplicates, delete + save, undo/redo and broken pointers, as on the current Blender."""
+    env = _env()
+    env["BLENDER_USER_RESOURCES"] = str(tmp_path / "res")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO), env.get("PYTHONPATH", "")] if p)
+    proc = subprocess.run([py42, str(REPO / "tests" / "blender_scripts" / "ext_scenarios.py"), "result_blocks",
+                           "--weights", weights[0], "--workdir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "SCENARIO OK result_blocks" in out, out[-5000:]

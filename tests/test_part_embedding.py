@@ -1,4 +1,6 @@
 """The clustering space: loose pieces and concave creases steer the fused part tree."""
+import time
+
 import numpy as np
 import pytest
 
@@ -118,3 +120,71 @@ def test_unknown_method_and_solver_failure(monkeypatch):
         out = pe.part_embedding(feats, mesh, con, stats=stats)
     assert out.shape == feats.shape and "failed" in stats["clustering"]
     assert np.allclose(np.linalg.norm(out, axis=1), 1.0)
+
+
+def _bumpy_grid(n):
+    from test_connectivity import grid
+
+    v, q = grid(n, n)
+    v[:, 2] = 0.3 * np.sin(v[:, 0] / 7) * np.cos(v[:, 1] / 5) * n / 20
+    mesh = MeshArrays.from_polygons(v / n, q)
+    c = mesh.polygon_centers()
+    feats = np.c_[np.sin(c[:, 0] * 9), np.cos(c[:, 1] * 7), c[:, 0] * c[:, 1],
+                  noise_features(mesh.num_polygons) * 0.05].astype(np.float32)
+    return mesh, build_connectivity(mesh), feats
+
+
+class Polls:
+    """A cancel callable: records when it was asked; true from call `stop_at` on."""
+
+    def __init__(self, stop_at=None):
+        self.times, self.stop_at = [], stop_at
+
+    def __call__(self):
+        self.times.append(time.perf_counter())
+        return self.stop_at is not None and len(self.times) >= self.stop_at
+
+
+@pytest.mark.parametrize("n", [80, 200])  # 6,400 faces: exact eigensolve; 40,000: on the coarse graph
+def test_cancel_stops_the_embedding_promptly_and_polling_changes_nothing(n):
+    """Issue 16 (Esc within 1 s): the embedding polls `cancel` between its steps and at every
+    iteration of the eigensolver; a true answer raises `Cancelled` at once, and a run that
+    polls gives the very same embedding as one that does not."""
+    from model_runtime.errors import Cancelled
+
+    mesh, con, feats = _bumpy_grid(n)
+    assert (mesh.num_polygons > pe.EXACT_LIMIT) == (n == 200)
+    mesh.triangulate()  # (cached, as in the pipeline, where sampling made it)
+    plain = pe.part_embedding(feats, mesh, con)
+    polls = Polls()
+    t0 = time.perf_counter()
+    polled = pe.part_embedding(feats, mesh, con, cancel=polls)
+    t1 = time.perf_counter()
+    np.testing.assert_array_equal(polled, plain)
+    gaps = np.diff([t0, *polls.times, t1])
+    assert len(polls.times) >= 20 and gaps.max() < 0.5, (len(polls.times), gaps.max())
+    print(f"{mesh.num_polygons} faces: {len(polls.times)} polls in {t1 - t0:.2f} s, longest gap {gaps.max():.3f} s")
+    for stop_at in (2, len(polls.times) // 2, len(polls.times) - 4):
+        stopper = Polls(stop_at)
+        with pytest.raises(Cancelled, match="part embedding cancelled") as info:
+            pe.part_embedding(feats, mesh, con, cancel=stopper)
+        assert len(stopper.times) == stop_at  # raised at the first true answer
+        assert time.perf_counter() - stopper.times[-1] < 0.05
+    # the middle poll of the exact solve lies inside the eigensolver's iterations
+    if n == 80:
+        stopper = Polls(len(polls.times) // 2)
+        with pytest.raises(Cancelled) as info:
+            pe.part_embedding(feats, mesh, con, cancel=stopper)
+        assert "eigsh" in "".join(str(f) for f in info.traceback)
+
+
+def test_cancel_during_the_embedding_is_not_taken_for_a_failed_eigensolve():
+    """The spectral step falls back to features alone when the eigensolver fails; a cancel
+    raised inside it must not be swallowed by that fallback."""
+    from model_runtime.errors import Cancelled
+
+    mesh, con, feats = _bumpy_grid(40)
+    stats = {}
+    with pytest.raises(Cancelled):
+        pe.part_embedding(feats, mesh, con, stats=stats, cancel=Polls(8))
+    assert "failed" not in stats.get("clustering", "")

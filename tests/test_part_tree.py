@@ -167,3 +167,48 @@ def test_free_merges_join_look_alike_parts_that_do_not_touch():
     np.testing.assert_array_equal(free.cut(2, order="size"), [1, 1, 0, 0, 0, 0, 0, 1, 1])
     with pytest.raises(Exception, match="free-merge space"):
         free_merges(plain.children, x[:-1], 3)
+
+
+def test_layout_loops_poll_cancel_and_stop():
+    """Issue 16 (Esc within 1 s): the Python loops that lay out a freshly built tree (0.5 s or
+    more at 500k faces) poll `cancel` every `LOOP_BLOCK` merges."""
+    import model_runtime.part_tree as pt
+    from model_runtime.errors import Cancelled
+
+    p = 3 * pt.LOOP_BLOCK + 5
+    ch = np.c_[np.r_[0, p + np.arange(p - 2)], np.arange(1, p)]  # a caterpillar
+    calls = []
+    tree = PartTree(ch, p, cancel=lambda: calls.append(1) and False)
+    assert len(calls) == 2 * 4  # sizes, then starts: 4 blocks each
+    ref = PartTree(ch, p)
+    for key in ("size", "start", "label_of_node"):
+        np.testing.assert_array_equal(getattr(tree, key), getattr(ref, key))
+    stop = []
+    with pytest.raises(Cancelled, match="part tree cancelled"):
+        PartTree(ch, p, cancel=lambda: stop.append(1) or len(stop) >= 6)
+    assert len(stop) == 6
+
+
+def test_ward_polls_cancel_every_few_hundred_merges_and_polling_changes_nothing(monkeypatch):
+    """Issue 16 (Esc within 1 s): the Ward loop polls `cancel` every `WARD_POLL` merges (its
+    1 % progress steps were seconds apart at 500k faces), and its set-up and heap clean-ups
+    between their passes; a true answer stops it at once."""
+    import model_runtime.part_tree as pt
+    from model_runtime.errors import Cancelled
+    from test_connectivity import grid
+
+    v, q = grid(60, 50)
+    mesh = MeshArrays.from_polygons(v, q)
+    con = build_connectivity(mesh)
+    x = normalize_rows(np.random.default_rng(3).normal(size=(mesh.num_polygons, 8)))
+    ref = pt.ward_merges(x, con)
+    monkeypatch.setattr(pt, "WARD_POLL", 8)  # (3,000 faces: progress steps of 30 merges)
+    calls = []
+    got = pt.ward_merges(x, con, cancel=lambda: calls.append(1) and False)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+    assert len(calls) >= (mesh.num_polygons - 1) // 8
+    stop = []
+    with pytest.raises(Cancelled, match="part tree cancelled"):
+        pt.ward_merges(x, con, cancel=lambda: stop.append(1) or len(stop) >= len(calls) // 2)
+    assert len(stop) == len(calls) // 2

@@ -114,6 +114,24 @@ def _tampered(result):
     case("newer format", r"newer version \(format 99\)", format_version=np.array(99, np.int64))
     case("other format", r"is not a PartField segmentation result", format=np.array("something-else"))
     case("too many channels", r"has 5000 feature channels", features=np.zeros((p, 5000), np.float16))
+    # the stored tree layout (sizes, DFS starts, labels of the merge nodes) must fit the merges
+    sizes = a["tree_sizes"].copy()
+    sizes[-1] += 1
+    case("a size that lies", r"broken merge tree: the stored size of node \d+ is", tree_sizes=sizes)
+    starts = a["tree_starts"].copy()
+    starts[p // 2] += 1
+    case("a start that lies", r"broken merge tree: the stored start of node \d+ is", tree_starts=starts)
+    mirrored = PartTree(a["children"][:, ::-1], p)  # a true DFS, of the other child order
+    case("starts of another DFS", r"broken merge tree: the stored start of node",
+         tree_starts=mirrored.internal_layout[1].astype(np.int32))
+    case("root not at 0", r"broken merge tree: the stored start of node \d+ is",
+         tree_starts=np.r_[a["tree_starts"][:-1], 3].astype(np.int32))
+    labels = a["tree_labels"].copy()
+    labels[-1] = 1
+    case("a label that lies", r"broken merge tree: the stored label of node \d+ is", tree_labels=labels)
+    case("half a layout", r"has part of the tree layout \(tree_sizes, tree_starts\), not all of it", tree_labels=None)
+    case("layout of the wrong length", r"entry tree_sizes has shape", tree_sizes=a["tree_sizes"][:-1])
+    case("float layout", r"entry tree_starts is float64", tree_starts=a["tree_starts"].astype(np.float64))
     good = npz(a)
     cases.append(("truncated", good[: len(good) // 2], r"cannot read segmentation result 'X': BadZipFile"))
     cases.append(("not a zip", b"PK\x03\x04" + bytes(40), r"cannot read segmentation result 'X'"))
@@ -132,6 +150,67 @@ def test_tampered_results_raise_clear_errors(result):
         assert "'X'" in str(info.value), (what, str(info.value))
         assert isinstance(info.value, (InputError, PartFieldError))
         assert time.perf_counter() - t < 2.0, what
+
+
+def test_check_bytes_refuses_a_lying_layout(result):
+    a = arrays_of(result)
+    a["tree_sizes"] = a["tree_sizes"] + 1
+    with pytest.raises(StoredResultError, match="stored size of node"):
+        SegmentationResult.check_bytes(npz(a), "'X'")
+
+
+def test_stored_layout_loads_without_the_loops_and_old_results_still_load(result, monkeypatch):
+    """Issue 16: a result stores its merge nodes' sizes, DFS starts and labels, so loading it
+    (the first slider move after opening a file) needs no Python loop over the merges; a
+    result saved before that (no layout entries) still loads, through the loops, the same."""
+    import model_runtime.part_tree as pt
+
+    new = result.to_bytes(features_fp16=True)
+    a = arrays_of(result)
+    assert {"tree_sizes", "tree_starts", "tree_labels"} <= set(a)
+    old = npz({k: v for k, v in a.items() if not k.startswith("tree_")})
+    calls = []
+    loops = pt._subtree_sizes
+    monkeypatch.setattr(pt, "_subtree_sizes", lambda *args: calls.append(1) or loops(*args))
+    fast = SegmentationResult.from_bytes(new)
+    assert calls == []
+    slow = SegmentationResult.from_bytes(old)
+    assert calls == [1]
+    for tree in (fast.tree, slow.tree):
+        for key in ("size", "start", "label_of_node", "leaf_order", "parent"):
+            np.testing.assert_array_equal(getattr(tree, key), getattr(result.tree, key), err_msg=key)
+        for k in (1, 2, 5, 17, result.num_polygons):
+            np.testing.assert_array_equal(tree.cut(k), result.tree.cut(k))
+            np.testing.assert_array_equal(tree.cut(k, "size"), result.tree.cut(k, "size"))
+    # the part edits (split, merge) replay the same on a loaded tree
+    from model_runtime.part_edits import apply_edits, merge_edit, split_edit
+
+    edits = merge_edit(result.tree, 6, split_edit(result.tree, 4, [], 0), [0, 1])
+    for tree in (fast.tree, slow.tree):
+        assert merge_edit(tree, 6, split_edit(tree, 4, [], 0), [0, 1]) == edits
+        for k in (3, 4, 6, 9):
+            np.testing.assert_array_equal(apply_edits(tree, k, edits).labels, apply_edits(result.tree, k, edits).labels)
+    # the features are decoded on first use only, and are the stored ones
+    assert not fast.features_decoded
+    np.testing.assert_array_equal(fast.features, result.features.astype(np.float16))
+    assert fast.features_decoded and fast.features.dtype == np.float16
+    assert SegmentationResult.from_bytes(fast.to_bytes()).features.shape == result.features.shape
+
+
+def test_features_damaged_after_loading_raise_a_stored_result_error(result):
+    """Lazily decoded features still go through the zip checksum."""
+    p = result.num_polygons
+    wide = SegmentationResult(np.random.default_rng(0).normal(size=(p, 64)).astype(np.float32), result.tree,
+                              result.normalization, {})
+    data = bytearray(wide.to_bytes())
+    info = zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo("features.npy")
+    assert info.file_size > 3 * 4096  # (zipfile reads 4 KB at a time: the header read stops before the end)
+    end = info.header_offset + 30 + len(info.filename) + len(info.extra) + info.file_size
+    data[end - 8] ^= 0xFF  # the last feature, past what loading reads
+    damaged = SegmentationResult.from_bytes(bytes(data), "'Damaged'")
+    np.testing.assert_array_equal(damaged.labels(5), result.labels(5))  # the slider works
+    with pytest.raises(StoredResultError, match="cannot read the features of segmentation result 'Damaged'"):
+        damaged.features
 
 
 def test_not_bytes():

@@ -619,8 +619,13 @@ SCENARIOS = {
 # --------------------------------------------------------------------------------------- issue 17
 # Reliability: stored results survive recomputes and reloads, damaged ones are reported, and
 # removal deletes only what the add-on made. Run by tests/test_blender_reliability.py.
+def _holder(obj):
+    """Where the result bytes live: the object's Text data-block, or the object (older files)."""
+    return obj["partfield_data"] if "partfield_data" in obj else obj
+
+
 def _result_bytes(obj):
-    return bytes(obj["partfield_result"])
+    return bytes(_holder(obj)["partfield_result"])
 
 
 def _check_stored_whole(obj, what):
@@ -632,8 +637,11 @@ def _check_stored_whole(obj, what):
     data = _result_bytes(obj)
     assert len(data) == m["result_bytes"] > 1000, f"{what}: {len(data)} bytes stored, meta says {m.get('result_bytes')}"
     res = SegmentationResult.from_bytes(data, expected_polygons=m["result_polygons"])
-    if "partfield_face_map" in obj:
-        assert len(bytes(obj["partfield_face_map"])) == 4 * len(obj.data.polygons), f"{what}: face map cut"
+    holder = _holder(obj)
+    assert holder is not obj and "partfield_result" not in obj, f"{what}: the bytes are on the object"
+    assert holder.name.startswith(".partfield ") and holder.users >= 1 and not holder.use_fake_user, what
+    if "partfield_face_map" in holder:
+        assert len(bytes(holder["partfield_face_map"])) == 4 * len(obj.data.polygons), f"{what}: face map cut"
     return res
 
 
@@ -660,13 +668,14 @@ def scenario_store_twice(args):
     _check_stored_whole(sub, "subdivided table after two computes")
     bpy.context.scene.partfield.use_modifiers = False
 
-    # A write that does not read back (bpy's own truncation, by assigning over the old bytes
-    # as the add-on once did): reported, and the previous result is left exactly as it was.
-    before = (_result_bytes(chain), storage.meta(chain), _state(chain))
+    # A write that does not read back (what bpy's truncation at the first NUL did when the
+    # add-on assigned over the old bytes): reported, and the previous result is left exactly
+    # as it was, with no new data-block left behind.
+    before = (_result_bytes(chain), storage.meta(chain), _state(chain), sorted(t.name for t in bpy.data.texts))
     assign = storage._assign
 
     def assign_over(obj, key, value):
-        obj[key] = value  # over an existing bytes property bpy keeps only up to the first NUL
+        obj[key] = value[: value.index(b"\0")] if isinstance(value, bytes) and b"\0" in value else value
 
     storage._assign = assign_over
     try:
@@ -682,7 +691,8 @@ def scenario_store_twice(args):
             assert "could not be saved with the object" in str(exc) and "reads back as" in str(exc), exc
     finally:
         storage._assign = assign
-    assert (_result_bytes(chain), storage.meta(chain), _state(chain)) == before, "the old result was touched"
+    after = (_result_bytes(chain), storage.meta(chain), _state(chain), sorted(t.name for t in bpy.data.texts))
+    assert after == before, "the old result was touched"
 
     path = str(Path(args.workdir) / "twice.blend")
     bpy.ops.wm.save_as_mainfile(filepath=path)
@@ -701,6 +711,29 @@ def scenario_store_twice(args):
     H.activate(sub)
     assert bpy.ops.partfield.apply(mode="VERTEX_GROUPS") == {"FINISHED"}
     check_vertex_groups(sub, sub_labels)
+
+    # A file saved before results kept their tree layout (issue 16: no tree_sizes, tree_starts,
+    # tree_labels entries) still opens, and its slider gives the same parts.
+    sys.path.insert(0, str(H.REPO_ROOT / "tests"))
+    import result_crafts as C
+
+    from model_runtime.result import SegmentationResult
+
+    chain = bpy.data.objects["Chain"]
+    new = SegmentationResult.from_bytes(_result_bytes(chain))
+    arrays = C.arrays_of(new)
+    assert {"tree_sizes", "tree_starts", "tree_labels"} <= set(arrays), sorted(arrays)
+    old = C.npz({k: v for k, v in arrays.items() if not k.startswith("tree_")})
+    storage.store(chain, new, storage.meta(chain)["fingerprint"], data=old)
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.open_mainfile(filepath=path)
+    assert not storage._cache
+    chain = bpy.data.objects["Chain"]
+    assert _result_bytes(chain) == old
+    for k in (4, 2, 6):
+        chain.partfield.parts = k
+        assert_colors(chain, ref.labels(k), f"slider on a result without its tree layout k={k}")
+    assert storage.problem(chain) is None
 
 
 def scenario_batch_resegment(args):
@@ -867,6 +900,9 @@ def _tamper_cases(chain):
     bomb = C.with_entry(a, "features", C.npy_header((p, f), np.float32), 4 * p * f)
     cyc = dict(a)
     cyc["children"] = C.three_cycle(res.tree, [2 * p - 3, 2 * p - 10, 2 * p - 20])
+    lying = dict(a)
+    lying["tree_starts"] = a["tree_starts"].copy()
+    lying["tree_starts"][p // 2] += 1
     m = storage.meta(chain)
     return [
         ("meta a string", {"partfield_meta": "not a dict"}, "'partfield_meta' is not a dictionary"),
@@ -875,10 +911,36 @@ def _tamper_cases(chain):
         ("truncated", {"partfield_result": good[: len(good) // 3]}, "BadZipFile"),
         ("npz bomb", {"partfield_result": bomb}, "bytes uncompressed in a"),
         ("cycle", {"partfield_result": C.npz(cyc)}, "broken merge tree"),
+        ("tree layout lies", {"partfield_result": C.npz(lying)}, "broken merge tree: the stored start of node"),
         ("other mesh", {"partfield_meta": dict(m, result_polygons=p + 1, stamp="x" * 32),
                         "partfield_face_map": np.zeros(p, np.int32).tobytes()}, f"is for {p} faces, the mesh has {p + 1}"),
         ("face map short", {"partfield_face_map": b"\x00" * 8}, "'partfield_face_map' holds 8 bytes"),
     ]
+
+
+def _stored_values(obj, storage, keys):
+    """The stored values by key: the meta from the object, the bytes from where they live."""
+    out = {}
+    for k in keys:
+        holder = obj if k == "partfield_meta" else _holder(obj)
+        if holder is not None and k in holder:
+            out[k] = storage._read_back(holder, k)
+    return out
+
+
+def _write_stored_values(obj, values, keys):
+    """Tamper: write `values` where the add-on keeps them (meta on the object, the bytes and the
+    face map on its data-block; on the object itself for the layout of older files)."""
+    for k in keys:
+        holder = obj if k == "partfield_meta" else _holder(obj)
+        if k in holder:
+            del holder[k]
+    for k, v in values.items():
+        holder = obj if k == "partfield_meta" else _holder(obj)
+        holder[k] = v
+    stamp = values.get("partfield_meta", {}).get("stamp") if isinstance(values.get("partfield_meta"), dict) else None
+    if stamp and _holder(obj) is not obj:  # a consistent tamper: the block belongs to the meta written
+        _holder(obj)["partfield_stamp"] = stamp
 
 
 def scenario_damaged_results(args):
@@ -895,24 +957,20 @@ def scenario_damaged_results(args):
     chain, _ = H.boxes_chain()
     compute_active(chain)
     keys = ("partfield_result", "partfield_meta", "partfield_face_map")
-    saved = {k: storage._read_back(chain, k) for k in keys if k in chain}
+    saved = _stored_values(chain, storage, keys)
     cases = _tamper_cases(chain)
     path = str(Path(args.workdir) / "damaged.blend")
     bpy.context.scene.partfield.all_selected = False
     for what, props, message in cases:
         chain = bpy.data.objects["Chain"]
-        for k in keys:
-            if k in chain:
-                del chain[k]
-        for k, v in {**saved, **props}.items():
-            chain[k] = v
+        _write_stored_values(chain, {**saved, **props}, keys)
         bpy.ops.wm.save_as_mainfile(filepath=path)  # reopened, as a user would get the file
         bpy.ops.wm.open_mainfile(filepath=path)
         chain = bpy.data.objects["Chain"]
         H.activate(chain)
         colours = corner_colors(chain)
-        before = (_state(chain), {k: storage._read_back(chain, k) for k in keys if k in chain},
-                  sorted(o.name for o in bpy.data.objects))
+        before = (_state(chain), _stored_values(chain, storage, keys),
+                  sorted(o.name for o in bpy.data.objects), sorted(t.name for t in bpy.data.texts))
         tracemalloc.start()
         t = time.perf_counter()
         try:
@@ -943,8 +1001,8 @@ def scenario_damaged_results(args):
         (kind, msg), = op.reports
         assert kind == {"WARNING"} and message in msg and "'Chain'" in msg and "Compute PartField again" in msg, \
             (what, op.reports)
-        after = (_state(chain), {k: storage._read_back(chain, k) for k in keys if k in chain},
-                 sorted(o.name for o in bpy.data.objects))
+        after = (_state(chain), _stored_values(chain, storage, keys),
+                 sorted(o.name for o in bpy.data.objects), sorted(t.name for t in bpy.data.texts))
         assert after == before, f"{what}: the scene changed"
         got = corner_colors(chain)
         assert (got is None and colours is None) or np.array_equal(got, colours), f"{what}: preview changed"
@@ -955,6 +1013,175 @@ def scenario_damaged_results(args):
     compute_active(chain)
     _check_stored_whole(chain, "recomputed")
     assert bpy.ops.partfield.apply(mode="FACE_ATTRIBUTE") == {"FINISHED"}
+
+
+def _to_old_layout(obj):
+    """Rewrite a stored result as files from before data-blocks hold it: the bytes on the object."""
+    block = obj["partfield_data"]
+    values = {k: bytes(block[k]) for k in ("partfield_result", "partfield_face_map") if k in block}
+    del obj["partfield_data"]
+    bpy.data.texts.remove(block)
+    for k, v in values.items():
+        obj[k] = v
+
+
+def _result_texts():
+    return sorted(t.name for t in bpy.data.texts if t.name.startswith(".partfield "))
+
+
+def scenario_result_blocks(args):
+    """The result bytes live in a hidden Text data-block the object points to: older files with
+    the bytes on the object still load and move over at the next compute; duplicates share the
+    block until one recomputes; deleting the object leaves nothing in the saved file; undo and
+    redo bring back the matching block; a broken pointer is reported, never raised."""
+    H.install_addon()
+    H.clear_scene()
+    H.use_custom_model(args.weights)
+    storage = H.addon_module("storage")
+    chain, _ = H.boxes_chain()
+    ref = reference_result(chain, args.weights)
+    compute_active(chain)
+    _check_stored_whole(chain, "after compute")
+    assert _result_texts() == [".partfield Chain"], _result_texts()
+    assert chain["partfield_data"].users == 1
+
+    # 1. The layout of older files: bytes on the object. It loads after reopening, the slider
+    # and Apply use it, and the next compute moves the bytes into a data-block.
+    _to_old_layout(chain)
+    assert _result_texts() == [] and "partfield_result" in chain
+    path = str(Path(args.workdir) / "old_layout.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.open_mainfile(filepath=path)
+    chain = bpy.data.objects["Chain"]
+    H.activate(chain)
+    assert storage.problem(chain) is None and storage.has_result(chain)
+    for k in (2, 4):
+        chain.partfield.parts = k
+        assert_colors(chain, ref.labels(k), f"old layout, slider k={k}")
+    bpy.context.scene.partfield.all_selected = False
+    assert bpy.ops.partfield.apply(mode="FACE_ATTRIBUTE") == {"FINISHED"}
+    check_face_attribute(chain, ref.labels(4))
+    compute_active(chain)
+    _check_stored_whole(chain, "old layout recomputed")  # no bytes left on the object
+    assert _result_texts() == [".partfield Chain"]
+
+    # 2. A duplicate shares the block; recomputing it gives it its own and leaves the original's.
+    twin = chain.copy()
+    twin.name = "Twin"
+    bpy.context.scene.collection.objects.link(twin)
+    assert twin["partfield_data"] == chain["partfield_data"] and chain["partfield_data"].users == 2
+    original = _result_bytes(chain)
+    assert storage.load(twin) is not None and np.array_equal(storage.load(twin).face_labels(3), ref.labels(3))
+    compute_active(twin)
+    assert twin["partfield_data"] != chain["partfield_data"]
+    assert _result_bytes(chain) == original and chain["partfield_data"].users == 1
+    assert len(_result_texts()) == 2
+    H.activate(twin)
+    assert bpy.ops.partfield.clear() == {"FINISHED"}
+    assert _result_texts() == [".partfield Chain"], "Clear left the twin's data-block"
+    assert storage.load(chain) is not None
+
+    # 3. Deleting the object: its block has no users left and is not saved with the file.
+    bpy.data.objects.remove(twin)
+    gone, _ = H.boxes_chain("Gone")
+    compute_active(gone)
+    assert len(_result_texts()) == 2
+    bpy.data.objects.remove(gone)
+    path = str(Path(args.workdir) / "deleted.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.open_mainfile(filepath=path)
+    assert _result_texts() == [".partfield Chain"], _result_texts()
+    chain = bpy.data.objects["Chain"]
+    H.activate(chain)
+
+    # 4. Undo and redo of a compute bring back the matching block and result.
+    first = _result_bytes(chain)
+    bpy.ops.ed.undo_push(message="before the second compute")
+    compute_active(chain)
+    second = _result_bytes(chain)
+    assert second != first
+    bpy.ops.ed.undo_push(message="after the second compute")
+    bpy.ops.ed.undo()
+    chain = bpy.data.objects["Chain"]
+    assert _result_bytes(chain) == first and storage.problem(chain) is None, "undo did not restore the result"
+    assert _result_texts() == [".partfield Chain"]
+    bpy.ops.ed.redo()
+    chain = bpy.data.objects["Chain"]
+    assert _result_bytes(chain) == second and storage.problem(chain) is None, "redo did not restore the result"
+    H.activate(chain)
+
+    # 5. Broken pointers: reported by the panel, the slider and Apply; Clear recovers.
+    def broken(what, breaker, message):
+        breaker(bpy.data.objects["Chain"])
+        c = bpy.data.objects["Chain"]
+        H.activate(c)
+        storage.forget_cache()
+        why = storage.problem(c)
+        assert why and message in why, (what, why)
+        c.partfield.parts = 3  # must not raise
+        assert H.addon_module("properties").recolor_object(c) is False, what
+        assert bpy.ops.partfield.apply(mode="FACE_ATTRIBUTE") == {"CANCELLED"}, what
+        assert "The stored PartField result cannot be used:" in panel_draw_smoke(), what
+        assert bpy.ops.partfield.clear() == {"FINISHED"} and not storage.has_result(c), what
+        compute_active(c)
+        _check_stored_whole(c, f"recomputed after {what}")
+        print(f"  {what}: {why}", flush=True)
+
+    broken("block deleted", lambda c: bpy.data.texts.remove(c["partfield_data"]), "data-block was deleted")
+    broken("block of another result", lambda c: c["partfield_data"].__setitem__("partfield_stamp", "x" * 32),
+           "belongs to another result")
+    broken("pointer not a block", lambda c: c.__setitem__("partfield_data", 5), "not a result data-block")
+    used = sorted(t.name for t in bpy.data.texts if t.name.startswith(".partfield ") and t.users)
+    # (the int left the old block without users, still named ".partfield Chain" until saved)
+    assert len(used) == 1 and used[0].startswith(".partfield Chain"), used
+
+
+SCENARIOS["result_blocks"] = scenario_result_blocks
+
+
+def scenario_recolor_mixed_polygons(args):
+    """The slider's recolour rewrites exactly the corners of the polygons whose part changed,
+    on a mesh of triangles, quads and n-gons (corner ranges of different lengths): after every
+    step, small (k -> k+1) or large (a jump), the colours equal a full recolour from scratch."""
+    import bmesh
+
+    from model_runtime.normalization import Normalization
+    from model_runtime.part_tree import PartTree
+    from model_runtime.result import SegmentationResult
+
+    H.install_addon()
+    H.clear_scene()
+    storage = H.addon_module("storage")
+    bpy.ops.mesh.primitive_cylinder_add(vertices=24, depth=2.0)  # two 24-gon caps
+    obj = bpy.context.active_object
+    bm = bmesh.new()
+    bm.from_mesh(obj.data)
+    bmesh.ops.subdivide_edges(bm, edges=[e for e in bm.edges if abs(e.verts[0].co.z - e.verts[1].co.z) > 1], cuts=6)
+    side = [f for f in bm.faces if len(f.verts) == 4]
+    bmesh.ops.triangulate(bm, faces=side[::3])
+    bm.to_mesh(obj.data)
+    bm.free()
+    sizes = np.array([p.loop_total for p in obj.data.polygons])
+    assert {3, 4}.issubset(set(sizes.tolist())) and sizes.max() >= 24, sorted(set(sizes.tolist()))
+    p = len(obj.data.polygons)
+    rng = np.random.default_rng(7)
+    alive, nxt, children = list(range(p)), p, []
+    while len(alive) > 1:  # a random binary tree, so cuts change parts of every size
+        i, j = sorted(rng.choice(len(alive), 2, replace=False))
+        children.append((alive[i], alive[j]))
+        alive = [a for n, a in enumerate(alive) if n not in (i, j)] + [nxt]
+        nxt += 1
+    res = SegmentationResult(rng.normal(size=(p, 8)).astype(np.float32),
+                             PartTree(np.array(children), p, np.arange(p - 1.0)), Normalization((0, 0, 0), 1.0), {})
+    storage.store(obj, res, H.addon_module("mesh_data").fingerprint(obj.data))
+    steps = [2, 3, 4, 5, 6, 20, 19, 3, 40, 41, 2, 60, 7, 8]
+    for k in steps:
+        obj.partfield.parts = k
+        assert_colors(obj, res.labels(k), f"slider k={k}")
+    print(f"  {p} polygons of {len(set(sizes.tolist()))} sizes, {len(steps)} steps checked", flush=True)
+
+
+SCENARIOS["recolor_mixed_polygons"] = scenario_recolor_mixed_polygons
 
 
 SCENARIOS.update({
