@@ -409,7 +409,7 @@ def test_init_refuses_a_model_of_another_config(tmp_path, capsys):
     with pytest.raises(CheckpointError, match="differs from --config tiny"):
         Trainer(_tiny_opts(tmp_path / "a", steps=1, init=str(default_model_path())), log=lambda s: None)
     assert main(["train", "--out", str(tmp_path / "b"), "--config", "tiny", "--steps", "1",
-                 "--init", str(default_model_path())]) == 2
+                 "--init", str(default_model_path())]) == 1
     assert "fine-tuning needs the same configuration" in capsys.readouterr().err
     with pytest.raises(ValueError, match="mix"):
         Trainer(_tiny_opts(tmp_path / "c", steps=1, mix="organic"), log=lambda s: None)

@@ -65,16 +65,10 @@ def run(args) -> int:
                         checkpoint_minutes=args.checkpoint_minutes, threads=args.threads,
                         welded_fraction=args.welded_fraction, autocast=args.autocast,
                         loss=LossConfig(proposals_per_shape=args.proposals))
-    from ..errors import CheckpointError
-
     if args.warmup < 0:
         print("error: --warmup must be at least 0", file=sys.stderr)
         return 2
-    try:
-        trainer = Trainer(opts, log=lambda s: print(s, flush=True))
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    trainer = Trainer(opts, log=lambda s: print(s, flush=True))  # a bad --init: CheckpointError, one line
     print(f"training {trainer.cfg.name} on {trainer.device} "
           f"({sum(p.numel() for p in trainer.net.parameters()):,} parameters, encoder "
           f"{'bf16 autocast' if trainer.use_bf16 else 'fp32'}) -> {args.out}", flush=True)
