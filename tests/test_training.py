@@ -368,3 +368,78 @@ def test_a_model_that_reads_normals_trains_exports_and_segments(tmp_path):
     rc = main(["evaluate", "--checkpoint", str(tmp_path / "model.safetensors"), "--dataset", "procedural",
                "--per-category", "1", "--limit", "1", "--methods", "untrained", "--json", str(out), "--quiet"])
     assert rc == 0 and "untrained" in json.loads(out.read_text())["datasets"]["procedural"]["summary"]
+
+
+def test_init_fine_tunes_from_a_model_file_and_records_it(tmp_path):
+    """--init: the network starts from the file's weights (a zero-step export equals the file),
+    the temperature from its metadata, with a fresh optimiser; training then moves it; the
+    run's metadata names the init file and the mix."""
+    from model_runtime.checkpoint import load_weights
+
+    base = Trainer(_tiny_opts(tmp_path / "base", steps=1, seed=5), log=lambda s: None)
+    base.run()
+    init = tmp_path / "base" / "model.safetensors"
+    start = load_weights(init)
+    zero = Trainer(_tiny_opts(tmp_path / "zero", steps=0, seed=1000, init=str(init), mix="weak"), log=lambda s: None)
+    assert abs(float(zero.temp().detach()) - start.metadata["temperature"]) < 1e-6
+    zero.run()
+    again = load_weights(tmp_path / "zero" / "model.safetensors")
+    assert again.state_dict.keys() == start.state_dict.keys()
+    assert all(torch.equal(again.state_dict[k], start.state_dict[k]) for k in start.state_dict)
+    recipe = again.metadata["training_recipe"]
+    assert recipe["mix"] == "weak" and recipe["init"]["path"] == str(init) and len(recipe["init"]["sha256"]) == 64
+    assert json.loads((tmp_path / "zero" / "options.json").read_text())["init"] == str(init)
+    # without --init the same seed gives other weights (so the equality above is the init's doing)
+    fresh = Trainer(_tiny_opts(tmp_path / "fresh", steps=0, seed=1000), log=lambda s: None).net.state_dict()
+    assert any(not torch.equal(fresh[k].to(start.state_dict[k].dtype), start.state_dict[k]) for k in start.state_dict)
+    # two fine-tune steps on the weak mix train from there
+    tune = Trainer(_tiny_opts(tmp_path / "tune", steps=2, seed=1000, init=str(init), mix="weak"), log=lambda s: None)
+    assert tune.optim.state == {}  # fresh optimiser
+    tune.run()
+    assert tune.step == 2
+    moved = load_weights(tmp_path / "tune" / "model.safetensors")
+    assert any(not torch.equal(moved.state_dict[k], start.state_dict[k]) for k in start.state_dict)
+
+
+def test_init_refuses_a_model_of_another_config(tmp_path, capsys):
+    from model_runtime.cli import main
+    from model_runtime.errors import CheckpointError
+    from model_runtime.model_files import default_model_path
+
+    with pytest.raises(CheckpointError, match="differs from --config tiny"):
+        Trainer(_tiny_opts(tmp_path / "a", steps=1, init=str(default_model_path())), log=lambda s: None)
+    assert main(["train", "--out", str(tmp_path / "b"), "--config", "tiny", "--steps", "1",
+                 "--init", str(default_model_path())]) == 1
+    assert "fine-tuning needs the same configuration" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="mix"):
+        Trainer(_tiny_opts(tmp_path / "c", steps=1, mix="organic"), log=lambda s: None)
+
+
+def test_weak_mix_adds_the_weak_kinds_and_default_is_unchanged():
+    from model_runtime.training.procedural import mix_category
+    from model_runtime.training.shapes_organic import WEAK_KINDS
+    from model_runtime.training.trainer import shape_seed
+
+    seeds = [shape_seed(1000, step, i, 4) for step in range(100) for i in range(4)]
+    cats = [mix_category(s, "weak") for s in seeds]
+    assert cats == [mix_category(s, "weak") for s in seeds]  # deterministic
+    weak = [c for c in cats if c in WEAK_KINDS]
+    assert set(weak) == set(WEAK_KINDS) and set(cats) - set(WEAK_KINDS) == set(CATEGORIES)
+    assert 0.2 < len(weak) / len(cats) < 0.4  # 7.2 of 25 weight units
+    assert all(mix_category(s, "default") is None for s in seeds[:20])  # make_shape draws, as before
+    with pytest.raises(ValueError):
+        mix_category(1, "organic")
+    # a batch of the weak mix holds the drawn kinds; the default batch is the one of before
+    step = next(st for st in range(100) if mix_category(shape_seed(1000, st, 0, 1), "weak") in WEAK_KINDS)
+    kind = mix_category(shape_seed(1000, step, 0, 1), "weak")
+    pins, _, _, labs, props = make_batch(1000, step, 1, 256, 64, 0.5, mix="weak")
+    shape = make_shape(shape_seed(1000, step, 0, 1), kind, welded_fraction=0.5)
+    assert shape.category == kind and props[0].shape == shape.proposals.shape
+    import hashlib
+
+    d = make_batch(0, 0, 2, 256, 64, 0.5, mix="default")
+    h = hashlib.sha256()
+    for t in d[:4]:
+        h.update(np.ascontiguousarray(t.numpy()).tobytes())
+    # measured with main's make_batch before --mix existed (2026-12-01)
+    assert (h.hexdigest()[:16], [tuple(p.shape) for p in d[4]]) == ("ad250d7a0831d062", [(10, 8), (7, 6)])

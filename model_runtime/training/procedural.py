@@ -19,13 +19,32 @@ import numpy as np
 
 from .primitives import mesh_world, random_rotation, rot_axis, sample_inside, sdf
 from .shapes import CATEGORIES, CATEGORY_WEIGHTS, Assembly
-from .shapes_organic import WEAK_CATEGORIES
+from .shapes_organic import WEAK_CATEGORIES, WEAK_WEIGHTS
 from .surface_nets import surface_nets
 
 _CAT_NAMES = list(CATEGORIES)
 _CAT_P = np.array([CATEGORY_WEIGHTS[c] for c in _CAT_NAMES])
 _CAT_P = _CAT_P / _CAT_P.sum()
 ALL_CATEGORIES = {**CATEGORIES, **WEAK_CATEGORIES}  # by name; the default mix is CATEGORIES
+
+# Training mixes: "default" = `CATEGORY_WEIGHTS` (the category is drawn inside `make_shape`, as
+# the bundled model was trained); "weak" = the same plus the weak kinds of issue 20 with
+# `WEAK_WEIGHTS` (relative to the same scale).
+MIXES = ("default", "weak")
+_WEAK_MIX_NAMES = _CAT_NAMES + list(WEAK_CATEGORIES)
+_WEAK_MIX_P = np.array([CATEGORY_WEIGHTS[c] for c in _CAT_NAMES] + [WEAK_WEIGHTS[c] for c in WEAK_CATEGORIES])
+_WEAK_MIX_P = _WEAK_MIX_P / _WEAK_MIX_P.sum()
+
+
+def mix_category(seed: int, mix: str = "default") -> str | None:
+    """The category a training shape of `seed` gets in `mix`; None for "default" (then
+    `make_shape` draws it from its own seeded generator, unchanged since the bundled model)."""
+    if mix == "default":
+        return None
+    if mix == "weak":
+        rng = np.random.default_rng([seed, 29])
+        return _WEAK_MIX_NAMES[rng.choice(len(_WEAK_MIX_NAMES), p=_WEAK_MIX_P)]
+    raise ValueError(f"unknown training mix {mix!r} (expected one of {', '.join(MIXES)})")
 
 
 @dataclass

@@ -23,7 +23,7 @@ from ..config import PartFieldConfig
 from ..device import cpu_supports_bf16
 from ..network import PartFieldNet
 from .loss import LossConfig, Temperature, part_contrastive_loss
-from .procedural import make_shape, sample_points
+from .procedural import MIXES, make_shape, mix_category, sample_points
 
 LICENCE = "GPL-3.0-or-later (our own weights, trained on procedural data; same licence as the code)"
 
@@ -72,6 +72,10 @@ class TrainOptions:
     autocast: str = "auto"
     log_every: int = 10
     loss: LossConfig = field(default_factory=LossConfig)
+    # Start the network from this model file (fine-tuning; fresh optimiser). Its config must
+    # equal --config's. A resumed run's checkpoint.pt takes precedence.
+    init: str | None = None
+    mix: str = "default"  # training categories: "default" or "weak" (`procedural.MIXES`)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -83,12 +87,14 @@ def shape_seed(seed: int, step: int, index: int, batch: int) -> int:
     return (seed * 7919 + step * batch + index) % 10**9
 
 
-def make_batch(seed: int, step: int, batch: int, n_input: int, n_query: int, welded_fraction: float = 0.35):
+def make_batch(seed: int, step: int, batch: int, n_input: int, n_query: int, welded_fraction: float = 0.35,
+               mix: str = "default"):
     """(input points (B,N,3), their normals (B,N,3), queries (B,Q,3), labels (B,Q),
-    proposals list[(P,L) bool])."""
+    proposals list[(P,L) bool]). `mix`: the training categories (`procedural.mix_category`)."""
     pins, nins, qs, labs, props = [], [], [], [], []
     for b in range(batch):
-        shape = make_shape(shape_seed(seed, step, b, batch), welded_fraction=welded_fraction)
+        s_seed = shape_seed(seed, step, b, batch)
+        shape = make_shape(s_seed, mix_category(s_seed, mix), welded_fraction=welded_fraction)
         rng = np.random.default_rng([seed, step, b, 17])
         pin, nin, q, lab = sample_points(shape, n_input, n_query, rng)
         pins.append(pin)
@@ -193,10 +199,17 @@ class Trainer:
             torch.set_num_threads(int(opts.threads))
         self.use_bf16 = resolve_autocast(opts.autocast, self.device)
         self.cfg = CONFIGS[opts.config]()
+        if opts.mix not in MIXES:
+            raise ValueError(f"mix must be one of {', '.join(MIXES)}, not {opts.mix!r}")
         self.n_input = opts.n_input or self.cfg.num_points
         torch.manual_seed(opts.seed)
-        self.net = PartFieldNet(self.cfg).to(self.device)
-        self.temp = Temperature(opts.loss.initial_temperature).to(self.device)
+        self.net = PartFieldNet(self.cfg)
+        initial_tau = opts.loss.initial_temperature
+        self.init_info = None
+        if opts.init:
+            initial_tau = self._load_init(opts.init, initial_tau)
+        self.net = self.net.to(self.device)
+        self.temp = Temperature(initial_tau).to(self.device)
         params = list(self.net.parameters()) + list(self.temp.parameters())
         self.optim = torch.optim.Adam(params, lr=opts.lr)
         self.step = 0
@@ -221,6 +234,34 @@ class Trainer:
             self.log(f"resumed from {ck_path} at step {self.step} ({self.elapsed / 60:.1f} min trained)")
         (self.out / "options.json").write_text(json.dumps(opts.to_dict(), indent=2))
 
+    def _load_init(self, path, initial_tau: float) -> float:
+        """Load the network weights of a model file (fine-tuning); returns the temperature to
+        start from (the file's, when its metadata has one). CheckpointError when the file's
+        config is not --config's."""
+        import hashlib
+
+        from ..checkpoint import load_weights
+        from ..errors import CheckpointError
+
+        loaded = load_weights(path)
+        if loaded.config.to_dict() != self.cfg.to_dict():
+            diff = sorted(k for k, v in self.cfg.to_dict().items() if loaded.config.to_dict().get(k) != v)
+            raise CheckpointError(f"{Path(path).name}: --init model's network config ({loaded.config.name}) differs "
+                                  f"from --config {self.opts.config} ({', '.join(diff)}); fine-tuning needs the "
+                                  f"same configuration")
+        try:
+            self.net.load_state_dict({k: v.float() for k, v in loaded.state_dict.items()})
+        except RuntimeError as exc:
+            raise CheckpointError(f"{Path(path).name}: --init weights do not fit the network ({str(exc)[:300]})") from None
+        tau = loaded.metadata.get("temperature")
+        if isinstance(tau, (int, float)) and 0.01 <= float(tau) <= 1.0:
+            initial_tau = float(tau)
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        self.init_info = {"path": str(path), "sha256": digest, "name": loaded.metadata.get("name", loaded.config.name),
+                          "training_steps": loaded.metadata.get("training_steps")}
+        self.log(f"initialised from {path} (sha256 {digest[:12]}, temperature {initial_tau:.4f})")
+        return initial_tau
+
     def loss_on(self, batch, generator=None):
         pins, nins, qs, labs, props = batch
         pins, nins, qs, labs = pins.to(self.device), nins.to(self.device), qs.to(self.device), labs.to(self.device)
@@ -241,7 +282,7 @@ class Trainer:
     def train_step(self) -> dict:
         o = self.opts
         t0 = time.perf_counter()
-        batch = make_batch(o.seed, self.step, o.batch, self.n_input, o.n_query, o.welded_fraction)
+        batch = make_batch(o.seed, self.step, o.batch, self.n_input, o.n_query, o.welded_fraction, o.mix)
         t_data = time.perf_counter() - t0
         gen = torch.Generator(device="cpu")
         gen.manual_seed(o.seed * 1_000_003 + self.step)
@@ -283,7 +324,8 @@ class Trainer:
             "training_seed": o.seed,
             "training_recipe": {"batch": o.batch, "n_input": self.n_input, "n_query": o.n_query, "lr": o.lr,
                                 "loss": dataclasses.asdict(o.loss), "data": "model_runtime.training.procedural",
-                                "welded_fraction": o.welded_fraction},
+                                "welded_fraction": o.welded_fraction, "mix": o.mix, "warmup": o.warmup,
+                                "init": self.init_info},
             "temperature": float(self.temp().detach()),
         }
 
