@@ -72,25 +72,6 @@ def ms(fn, *a, **k):
     return (time.perf_counter() - t) * 1000, out
 
 
-def bumpy_sphere(faces: int):
-    import bpy
-    import numpy as np
-
-    segments = int(round(np.sqrt(faces * 2)))
-    rings = max(3, faces // segments)
-    bpy.ops.mesh.primitive_uv_sphere_add(segments=segments, ring_count=rings, radius=1.0)
-    obj = bpy.context.active_object
-    me = obj.data
-    co = np.empty(len(me.vertices) * 3, np.float32)
-    me.vertices.foreach_get("co", co)
-    co = co.reshape(-1, 3)
-    r = 1.0 + 0.35 * np.clip(np.cos(3 * np.arctan2(co[:, 1], co[:, 0])), 0, None) ** 4 + 0.3 * (co[:, 2] > 0.6)
-    me.vertices.foreach_set("co", (co * r[:, None]).ravel())
-    me.update()
-    bpy.context.view_layer.update()
-    return obj
-
-
 class _Event:
     def __init__(self, type_, value="NOTHING"):
         self.type, self.value = type_, value
@@ -194,7 +175,7 @@ def child_compute(args):
     H.clear_scene()
     out = {"faces": None, "enable_ms": enable_ms}
     out["prefs_draw_ms"], _ = ms(draw_preferences, H)
-    obj = bumpy_sphere(int(args.faces))
+    obj = H.bumpy_sphere(int(args.faces))
     H.activate(obj)
     out["faces"] = len(obj.data.polygons)
     out["first_panel_draw_ms"], _ = ms(draw_panel)
@@ -250,7 +231,7 @@ def child_open(args):
 def child_esc_cold(args):
     H, _ = _child_setup(args)
     H.clear_scene()
-    obj = bumpy_sphere(int(args.faces))
+    obj = H.bumpy_sphere(int(args.faces))
     H.activate(obj)
     r = run_compute_ui(esc_after_s=0.3, tick_s=0.02)
     return {"esc": r["esc"], "first_progress_ms": r["first_progress_ms"]}

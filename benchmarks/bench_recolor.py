@@ -23,22 +23,6 @@ import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def bumpy_sphere(polygons: int):
-    segments = int(round(np.sqrt(polygons * 2)))
-    rings = max(3, polygons // segments)
-    bpy.ops.mesh.primitive_uv_sphere_add(segments=segments, ring_count=rings, radius=1.0)
-    obj = bpy.context.active_object
-    me = obj.data
-    co = np.empty(len(me.vertices) * 3, np.float32)
-    me.vertices.foreach_get("co", co)
-    co = co.reshape(-1, 3)
-    # a few lobes so the parts are not arbitrary
-    r = 1.0 + 0.35 * np.clip(np.cos(3 * np.arctan2(co[:, 1], co[:, 0])), 0, None) ** 4 + 0.3 * (co[:, 2] > 0.6)
-    me.vertices.foreach_set("co", (co * r[:, None]).ravel())
-    me.update()
-    return obj
-
-
 def main():
     argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -55,7 +39,7 @@ def main():
     jobs = H.addon_module("jobs")
     preview = H.addon_module("preview")
     storage = H.addon_module("storage")
-    obj = bumpy_sphere(args.polygons)
+    obj = H.bumpy_sphere(args.polygons)
     P = len(obj.data.polygons)
     spec = jobs.ModelSpec(path=args.weights, device="cpu")
     t = time.perf_counter()

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .mesh_data import bulk_read
+
 # Attributes that are topology (rebuilt from the slices) or the add-on's own outputs.
 _TOPOLOGY = {"position", ".edge_verts", ".corner_vert", ".corner_edge"}
 
@@ -96,12 +98,6 @@ def _local_ids(ids, n, scratch):
     return uniq, scratch[ids]
 
 
-def _get(me, attr_name, field, legacy, legacy_field, n, comps, dtype):
-    from .mesh_data import bulk_read
-
-    return bulk_read(me, attr_name, field, legacy, legacy_field, n, comps, dtype)
-
-
 def _set(me, attr_name, field, legacy, legacy_field, values) -> None:
     attr = me.attributes.get(attr_name)
     values = np.ascontiguousarray(values).ravel()
@@ -119,12 +115,12 @@ def read_topology(me) -> dict[str, np.ndarray]:
     me.polygons.foreach_get("loop_start", starts)
     totals = np.diff(np.append(starts, nloop)).astype(np.int32) if npoly else np.zeros(0, np.int32)
     return {
-        "vertices": _get(me, "position", "vector", "vertices", "co", nv, 3, np.float32),
-        "edge_verts": _get(me, ".edge_verts", "value", "edges", "vertices", ne, 2, np.int32),
+        "vertices": bulk_read(me, "position", "vector", "vertices", "co", nv, 3, np.float32),
+        "edge_verts": bulk_read(me, ".edge_verts", "value", "edges", "vertices", ne, 2, np.int32),
         "loop_starts": starts,
         "loop_totals": totals,
-        "loop_vertices": _get(me, ".corner_vert", "value", "loops", "vertex_index", nloop, 1, np.int32),
-        "loop_edges": _get(me, ".corner_edge", "value", "loops", "edge_index", nloop, 1, np.int32),
+        "loop_vertices": bulk_read(me, ".corner_vert", "value", "loops", "vertex_index", nloop, 1, np.int32),
+        "loop_edges": bulk_read(me, ".corner_edge", "value", "loops", "edge_index", nloop, 1, np.int32),
     }
 
 

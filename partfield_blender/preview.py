@@ -18,7 +18,8 @@ ATTRIBUTE = "partfield_preview"
 _SHADING_KEY = "partfield_saved_shading"
 
 # mesh pointer -> (polygons, loops, loop->polygon index)
-_loop_poly_cache: dict[int, tuple[int, int, np.ndarray]] = {}
+# mesh pointer -> (polygons, loops, loop -> polygon map, corner offsets (P+1,) or None until needed)
+_loop_poly_cache: dict[int, list] = {}
 # mesh pointer -> (the loop->polygon array used, face labels shown, corner colours (L,) as complex128)
 _shown: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
@@ -46,7 +47,7 @@ def _loop_polygons(me) -> np.ndarray:
     from .mesh_data import loop_polygons
 
     lp = loop_polygons(me)
-    _loop_poly_cache[key] = (npoly, nloop, lp)
+    _loop_poly_cache[key] = [npoly, nloop, lp, None]
     return lp
 
 
@@ -61,20 +62,15 @@ def ensure_attribute(me):
     return me.attributes[ATTRIBUTE]
 
 
-_offsets_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id(lp) -> (lp, corner offsets)
-
-
-def _corner_offsets(lp: np.ndarray, npoly: int) -> np.ndarray:
+def _corner_offsets(me) -> np.ndarray:
     """(P+1,) first corner of each polygon (corners of a polygon are contiguous and in polygon
-    order, as `loop_polygons` reads them), cached with the loop -> polygon map it comes from."""
-    hit = _offsets_cache.get(id(lp))
-    if hit is not None and hit[0] is lp:
-        return hit[1]
-    offsets = np.zeros(npoly + 1, np.int64)
-    np.cumsum(np.bincount(lp, minlength=npoly), out=offsets[1:])
-    _offsets_cache.clear()
-    _offsets_cache[id(lp)] = (lp, offsets)
-    return offsets
+    order, as `loop_polygons` reads them), kept with the mesh's loop -> polygon map."""
+    entry = _loop_poly_cache[me.as_pointer()]  # (`_loop_polygons` made it)
+    if entry[3] is None:
+        offsets = np.zeros(entry[0] + 1, np.int64)
+        np.cumsum(np.bincount(entry[2], minlength=entry[0]), out=offsets[1:])
+        entry[3] = offsets
+    return entry[3]
 
 
 def _corner_colors(labels: np.ndarray) -> np.ndarray:
@@ -105,7 +101,7 @@ def recolor(obj, face_labels: np.ndarray) -> None:
         if changed.size > len(labels) // 4:
             np.take(_corner_colors(labels), lp, out=buf, mode="clip")  # (clip: unbuffered)
         elif changed.size:
-            offsets = _corner_offsets(lp, len(labels))
+            offsets = _corner_offsets(me)
             counts = offsets[changed + 1] - offsets[changed]
             firsts = np.repeat(offsets[changed] - (np.cumsum(counts) - counts), counts)
             corners = firsts + np.arange(firsts.size)
@@ -153,7 +149,6 @@ def forget_cache() -> None:
     """Drop the per-mesh caches (after loading another file)."""
     _loop_poly_cache.clear()
     _shown.clear()
-    _offsets_cache.clear()
 
 
 def _view3d_shadings():

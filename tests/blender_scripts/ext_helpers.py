@@ -161,6 +161,27 @@ def mesh_from_parts(name, parts, materials=True, extras=True):
     return obj, owner
 
 
+def bumpy_sphere(faces: int):
+    """A UV sphere of about `faces` faces with three lobes and a cap, so its parts are not
+    arbitrary (the benchmarks' test mesh); the active object."""
+    import bpy
+    import numpy as np
+
+    segments = int(round(np.sqrt(faces * 2)))
+    rings = max(3, faces // segments)
+    bpy.ops.mesh.primitive_uv_sphere_add(segments=segments, ring_count=rings, radius=1.0)
+    obj = bpy.context.active_object
+    me = obj.data
+    co = np.empty(len(me.vertices) * 3, np.float32)
+    me.vertices.foreach_get("co", co)
+    co = co.reshape(-1, 3)
+    r = 1.0 + 0.35 * np.clip(np.cos(3 * np.arctan2(co[:, 1], co[:, 0])), 0, None) ** 4 + 0.3 * (co[:, 2] > 0.6)
+    me.vertices.foreach_set("co", (co * r[:, None]).ravel())
+    me.update()
+    bpy.context.view_layer.update()
+    return obj
+
+
 def boxes_chain(name="Chain"):
     """Three unit boxes in a row along x, touching face to face."""
     return mesh_from_parts(name, [((x, 0, 0), (1, 1, 1)) for x in (0.0, 1.0, 2.0)])
