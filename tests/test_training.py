@@ -427,6 +427,8 @@ def test_weak_mix_adds_the_weak_kinds_and_default_is_unchanged():
     assert set(weak) == set(WEAK_KINDS) and set(cats) - set(WEAK_KINDS) == set(CATEGORIES)
     assert 0.2 < len(weak) / len(cats) < 0.4  # 7.2 of 25 weight units
     assert all(mix_category(s, "default") is None for s in seeds[:20])  # make_shape draws, as before
+    heavy = [mix_category(s, "weak-heavy") for s in seeds]
+    assert 0.45 < sum(c in WEAK_KINDS for c in heavy) / len(heavy) < 0.65  # 21.6 of 39.4 weight units
     with pytest.raises(ValueError):
         mix_category(1, "organic")
     # a batch of the weak mix holds the drawn kinds; the default batch is the one of before

@@ -29,9 +29,10 @@ def add_parser(subparsers, help_line: str) -> None:
                    help="fine-tune: start the network from this model file (e.g. "
                         "model_runtime/weights/partfield_small.safetensors; its config must equal --config's), "
                         "with a fresh optimiser")
-    p.add_argument("--mix", default="default", choices=["default", "weak"],
-                   help="training categories: default (the bundled model's mix) or weak (the default plus the "
-                        "weak kinds of issue 20: busts, humans, animals, fish, birds, bearings, machine parts)")
+    p.add_argument("--mix", default="default", choices=["default", "weak", "weak-heavy"],
+                   help="training categories: default (the bundled model's mix), weak (the default plus the "
+                        "weak kinds of issue 20: busts, humans, animals, fish, birds, bearings, machine parts; "
+                        "about 29%% of the shapes) or weak-heavy (the same kinds, about 55%%)")
     p.add_argument("--checkpoint-minutes", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (default 1: on a shared 2-core machine one thread is fastest)")

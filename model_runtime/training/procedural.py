@@ -29,11 +29,19 @@ ALL_CATEGORIES = {**CATEGORIES, **WEAK_CATEGORIES}  # by name; the default mix i
 
 # Training mixes: "default" = `CATEGORY_WEIGHTS` (the category is drawn inside `make_shape`, as
 # the bundled model was trained); "weak" = the same plus the weak kinds of issue 20 with
-# `WEAK_WEIGHTS` (relative to the same scale).
-MIXES = ("default", "weak")
+# `WEAK_WEIGHTS` (relative to the same scale; about 29% of the shapes); "weak-heavy" = the same
+# with the weak kinds weighted `HEAVY_FACTOR` times as much (about 55%).
+MIXES = ("default", "weak", "weak-heavy")
+HEAVY_FACTOR = 3.0
 _WEAK_MIX_NAMES = _CAT_NAMES + list(WEAK_CATEGORIES)
-_WEAK_MIX_P = np.array([CATEGORY_WEIGHTS[c] for c in _CAT_NAMES] + [WEAK_WEIGHTS[c] for c in WEAK_CATEGORIES])
-_WEAK_MIX_P = _WEAK_MIX_P / _WEAK_MIX_P.sum()
+
+
+def _mix_p(weak_factor: float) -> np.ndarray:
+    w = np.array([CATEGORY_WEIGHTS[c] for c in _CAT_NAMES] + [weak_factor * WEAK_WEIGHTS[c] for c in WEAK_CATEGORIES])
+    return w / w.sum()
+
+
+_MIX_P = {"weak": _mix_p(1.0), "weak-heavy": _mix_p(HEAVY_FACTOR)}
 
 
 def mix_category(seed: int, mix: str = "default") -> str | None:
@@ -41,9 +49,9 @@ def mix_category(seed: int, mix: str = "default") -> str | None:
     `make_shape` draws it from its own seeded generator, unchanged since the bundled model)."""
     if mix == "default":
         return None
-    if mix == "weak":
+    if mix in _MIX_P:
         rng = np.random.default_rng([seed, 29])
-        return _WEAK_MIX_NAMES[rng.choice(len(_WEAK_MIX_NAMES), p=_WEAK_MIX_P)]
+        return _WEAK_MIX_NAMES[rng.choice(len(_WEAK_MIX_NAMES), p=_MIX_P[mix])]
     raise ValueError(f"unknown training mix {mix!r} (expected one of {', '.join(MIXES)})")
 
 
