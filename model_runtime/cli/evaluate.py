@@ -47,7 +47,7 @@ def add_parser(subparsers, help_line: str) -> None:
                         "its natural cut; the runtime's behaviour before 2026-11-29)")
     p.add_argument("--tta", type=int, default=4,
                    help="model_tta: the model's field averaged over this many rigid views (test-time augmentation; "
-                        "the runtime's default is 4 mirror views); the model method itself uses 1")
+                        "4 mirror views gain on the weak kinds; the runtime's default, and the model method's, is 1: off)")
     p.add_argument("--tta-set", default="mirror", choices=["axes", "mirror"],
                    help="model_tta: axes = identity then cyclic axis permutations; mirror = identity then "
                         "mirror images across the coordinate planes")
