@@ -21,9 +21,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 DEV_OFFSET = 500
 
 
-def dev_shapes(per_kind, kinds=None):
+def dev_shapes(per_kind, kinds=None, which="weak"):
+    """Development shapes: the weak kinds (seeds above), or with `which="procedural"` the 20
+    default categories at bench_clustering's validation seeds 2e9 + 1000 c + j."""
     from model_runtime.training import evaluation as ev
+    from model_runtime.training.shapes import CATEGORIES
     from model_runtime.training.shapes_organic import WEAK_KINDS
+
+    if which == "procedural":
+        return ev.procedural_set(per_kind, kinds or list(CATEGORIES), seed_base=2 * 10**9)
 
     out = []
     for cat in kinds or WEAK_KINDS:
@@ -38,7 +44,7 @@ def space_for(variant, feats, shape, conn):
     from model_runtime.mesh import MeshArrays
     from model_runtime.part_tree import normalize_rows
 
-    opts = dict(dims=pe.SPECTRAL_DIMS, spec_scale=1.0, convex=pe.CONVEX_FACTOR, alike=True, feat_w=True)
+    opts = dict(dims=pe.SPECTRAL_DIMS, spec_scale=1.0, convex=pe.CONVEX_FACTOR, alike=True, feat_w=True, keep=False)
     for tok in variant.split("+"):
         if tok == "base":
             continue
@@ -50,6 +56,8 @@ def space_for(variant, feats, shape, conn):
             opts["convex"] = float(tok[6:])
         elif tok == "touching":
             opts["alike"] = False
+        elif tok == "keep":  # scale the block by the RMS of its first SPECTRAL_DIMS columns only
+            opts["keep"] = True
         elif tok == "nofeatw":
             opts["feat_w"] = False
         elif tok == "features":
@@ -58,6 +66,10 @@ def space_for(variant, feats, shape, conn):
             raise SystemExit(f"unknown variant token {tok}")
     x = normalize_rows(feats)
     mesh = MeshArrays.from_triangles(shape.vertices, shape.faces)
+    if opts["spec_scale"] == 1.0 and opts["convex"] == pe.CONVEX_FACTOR and opts["feat_w"] and not opts["keep"]:
+        # the runtime's own function (loose pieces pulled together as in the runtime)
+        space = pe.part_embedding(feats, mesh, conn, spectral_dims=opts["dims"])
+        return space, (pe.feature_block(space, feats) if opts["alike"] else None)
     v = np.asarray(mesh.vertices, np.float64)
     i, j = pe.graph_edges(conn)
     centers, areas = mesh.polygon_centers(v), mesh.polygon_areas(v)
@@ -67,7 +79,8 @@ def space_for(variant, feats, shape, conn):
         w = w * pe.feature_weights(x, i, j)
     if opts["spec_scale"] > 0:
         spec = pe.spectral_embedding(i, j, w, len(x), dims=opts["dims"], centers=centers, areas=areas)
-        spec /= max(float(np.sqrt(np.einsum("ij,ij->i", spec, spec).mean())), 1e-12)
+        head = spec[:, : pe.SPECTRAL_DIMS] if opts["keep"] else spec
+        spec /= max(float(np.sqrt(np.einsum("ij,ij->i", head, head).mean())), 1e-12)
         space = np.concatenate([x, opts["spec_scale"] * spec], 1)
     else:
         space = x
@@ -78,6 +91,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--per-kind", type=int, default=6)
     p.add_argument("--kinds", default=None)
+    p.add_argument("--set", default="weak", choices=["weak", "procedural"])
     p.add_argument("--variants", default="base")
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--views", type=int, default=1)
@@ -98,7 +112,7 @@ def main(argv=None):
     model = FieldModel.load(args.checkpoint, device="cpu", precision="fp32")
     tag = (Path(args.checkpoint).stem if args.checkpoint else "bundled") + (f"_v{args.views}" if args.views > 1 else "")
     net = augmented(model, args.views, "mirror")
-    shapes = dev_shapes(args.per_kind, args.kinds.split(",") if args.kinds else None)
+    shapes = dev_shapes(args.per_kind, args.kinds.split(",") if args.kinds else None, args.set)
     variants = args.variants.split(",")
     scores = {v: {} for v in variants}
     sugg = {v: {} for v in variants}
@@ -123,7 +137,7 @@ def main(argv=None):
             line.append(f"{var} {max(sc.values()):.3f} ({time.perf_counter() - t0:.1f}s)")
         print(f"[{si + 1}/{len(shapes)}] {s.name} T={len(s.faces)}: " + "  ".join(line), flush=True)
     summary = ev.summarise(shapes, scores)
-    print(ev.format_table(summary, f"dev weak ({len(shapes)} shapes, {tag})"))
+    print(ev.format_table(summary, f"dev {args.set} ({len(shapes)} shapes, {tag})"))
     print(ev.format_suggested(ev.summarise_suggested(shapes, sugg), "dev weak"))
     if args.json:
         Path(args.json).write_text(json.dumps({"scores": scores, "suggested": sugg}, default=str))

@@ -209,11 +209,12 @@ def pull_to_pieces(x, piece_labels, areas, pull=PIECE_PULL) -> np.ndarray:
 
 
 def part_embedding(features, mesh, connectivity, vertices=None, method=DEFAULT_CLUSTERING,
-                   stats=None, cancel=None) -> np.ndarray:
+                   stats=None, cancel=None, spectral_dims=SPECTRAL_DIMS) -> np.ndarray:
     """(P, F') float64 vectors for `PartTree.build(..., normalize=False)`.
 
     `features (P,F)` per polygon; `mesh` a `MeshArrays`; `connectivity` its bridged
     `Connectivity`; `vertices` the (normalised) positions to measure creases with.
+    `spectral_dims`: the number of eigenvectors in the spectral block.
     `stats` (a dict) receives what was done, e.g. a fallback when the eigensolver fails.
     `cancel() -> bool` is polled between steps; when true, `Cancelled` is raised.
     """
@@ -238,7 +239,7 @@ def part_embedding(features, mesh, connectivity, vertices=None, method=DEFAULT_C
     del crease, normals
     _check(cancel)
     try:
-        spec = spectral_embedding(i, j, w, p, centers=centers, areas=areas, cancel=cancel)
+        spec = spectral_embedding(i, j, w, p, dims=spectral_dims, centers=centers, areas=areas, cancel=cancel)
     except Cancelled:
         raise
     except Exception as exc:  # ArpackNoConvergence, a singular factorisation: features alone

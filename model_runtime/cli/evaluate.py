@@ -51,6 +51,8 @@ def add_parser(subparsers, help_line: str) -> None:
     p.add_argument("--tta-set", default="mirror", choices=["axes", "mirror"],
                    help="model_tta: axes = identity then cyclic axis permutations; mirror = identity then "
                         "mirror images across the coordinate planes")
+    p.add_argument("--spectral-dims", type=int,
+                   help="model methods: eigenvectors in the fused space's spectral block (default: the runtime's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--limit", type=int, help="evaluate only the first N shapes of each dataset")
@@ -83,11 +85,12 @@ def _methods(args, log):
             if name in wanted:
                 methods.append(ev.model_method(name, model, args.points or cfg.num_points, args.face_samples,
                                                args.face_method, clustering, shared,
-                                               group_alike=not args.touching_only))
+                                               group_alike=not args.touching_only,
+                                               spectral_dims=args.spectral_dims))
     if "model_tta" in wanted:
         methods.append(ev.model_method("model_tta", model, args.points or cfg.num_points, args.face_samples,
                                        args.face_method, group_alike=not args.touching_only, views=args.tta,
-                                       view_set=args.tta_set))
+                                       view_set=args.tta_set, spectral_dims=args.spectral_dims))
         info["model_tta"] = {"test_time_views": args.tta, "view_set": args.tta_set}
     if "untrained" in wanted:
         torch.manual_seed(0)

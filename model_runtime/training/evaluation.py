@@ -250,13 +250,16 @@ class Method:
 
 def model_method(name: str, model, n_points: int, face_samples: int = 4, face_method: str = "quadrature",
                  clustering: str = DEFAULT_CLUSTERING, shared: dict | None = None,
-                 group_alike: bool = True, views: int = 1, view_set: str = "axes") -> Method:
+                 group_alike: bool = True, views: int = 1, view_set: str = "axes",
+                 spectral_dims: int | None = None) -> Method:
     """The network's per-face features in the runtime's clustering space (`part_embedding`:
     "fused" by default, or "features" alone as in the paper), with the runtime's look-alike
     merges above the tree's natural cut unless `group_alike` is False. `views` > 1: the field
     averaged over that many rigid views (`augmentation`, the runtime's test_time_views).
+    `spectral_dims`: eigenvectors in the fused space's spectral block (None: the runtime's).
     Methods given the same `shared` dict run the network once per shape: it keeps the last
     shape's features."""
+    extra = {} if spectral_dims is None else {"spectral_dims": int(spectral_dims)}
     shared = {} if shared is None else shared
     model = augmented(model, views, view_set)
 
@@ -266,7 +269,7 @@ def model_method(name: str, model, n_points: int, face_samples: int = 4, face_me
             shared["features"] = network_face_features(model, s.vertices, s.faces, n_points, face_samples,
                                                        method=face_method)
         space = part_embedding(shared["features"], MeshArrays.from_triangles(s.vertices, s.faces), conn,
-                               method=clustering)
+                               method=clustering, **extra)
         return (space, feature_block(space, shared["features"])) if group_alike else space
 
     return Method(name, features, normalize=False, free=group_alike)
