@@ -77,29 +77,6 @@ class _Event:
         self.type, self.value = type_, value
 
 
-def _fake_operator():
-    """The compute operator's real methods on a plain object (Blender would create the
-    instance and add the modal handler; headless bpy has no window for that)."""
-    import bpy
-
-    Op = bpy.types.PARTFIELD_OT_compute
-
-    class FakeOp:
-        start_job = Op.start_job
-        _prepare = Op._prepare
-        modal = Op.modal
-        _finish = Op._finish
-        _stop = Op._stop
-
-        def __init__(self):
-            self.reports = []
-
-        def report(self, kind, msg):
-            self.reports.append((set(kind), msg))
-
-    return FakeOp()
-
-
 ORDER = ("loading model", "checking mesh", "sampling", "encoding", "features", "connectivity", "part tree")
 
 
@@ -112,7 +89,9 @@ def run_compute_ui(esc_at_stage=None, esc_after_s=None, tick_s=0.1):
     """Click Compute, then timer ticks until done (or Esc). Returns timings."""
     import bpy
 
-    op = _fake_operator()
+    import ext_helpers
+
+    op = ext_helpers.fake_compute_operator()
     t0 = time.perf_counter()
     assert op.start_job(bpy.context), op.reports
     invoke_ms = (time.perf_counter() - t0) * 1000

@@ -1,6 +1,7 @@
 """Segment time of two model files on the same ~100k-face mesh (CPU, one thread), alternated,
 median of `--repeats`: the check that a model swap of the same architecture leaves the
-runtime's cost unchanged. Prints one JSON line per run and a summary line.
+runtime's cost unchanged (`--before-dims` / `--after-dims`: also a change of the spectral
+eigenvector count). Prints one JSON line per run and a summary line.
 
   .venv/bin/python benchmarks/bench_model_swap.py model_runtime/weights/partfield_small.safetensors \
       runs/ft_weak/model.safetensors --faces 100000 --repeats 3
@@ -27,6 +28,8 @@ def main(argv=None) -> int:
     p.add_argument("--faces", type=int, default=100_000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--before-dims", type=int, help="spectral eigenvectors of the before side (default: the runtime's)")
+    p.add_argument("--after-dims", type=int, help="the same for the after side")
     args = p.parse_args(argv)
     import torch
 
@@ -45,7 +48,8 @@ def main(argv=None) -> int:
     for rep in range(args.repeats):
         for name, model in models.items():
             t = time.perf_counter()
-            res = segment_mesh(mesh, model, SegmentOptions())
+            dims = args.before_dims if name == "before" else args.after_dims
+            res = segment_mesh(mesh, model, SegmentOptions() if dims is None else SegmentOptions(spectral_dims=dims))
             wall = time.perf_counter() - t
             walls[name].append(wall)
             print(json.dumps({"model": name, "faces": len(f), "wall_s": round(wall, 3), **res.metadata["timings"],

@@ -161,6 +161,30 @@ def mesh_from_parts(name, parts, materials=True, extras=True):
     return obj, owner
 
 
+def fake_compute_operator():
+    """The compute operator's real methods (`start_job`, `_prepare`, `modal`, `_finish`,
+    `_stop`) on a plain object that records its reports: Blender would create the instance and
+    add the modal handler, and headless bpy has no window for that."""
+    import bpy
+
+    op_type = bpy.types.PARTFIELD_OT_compute
+
+    class FakeOp:
+        start_job = op_type.start_job
+        _prepare = op_type._prepare
+        modal = op_type.modal
+        _finish = op_type._finish
+        _stop = op_type._stop
+
+        def __init__(self):
+            self.reports = []
+
+        def report(self, kind, msg):
+            self.reports.append((set(kind), msg))
+
+    return FakeOp()
+
+
 def bumpy_sphere(faces: int):
     """A UV sphere of about `faces` faces with three lobes and a cap, so its parts are not
     arbitrary (the benchmarks' test mesh); the active object."""

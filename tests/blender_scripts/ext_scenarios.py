@@ -540,27 +540,14 @@ def scenario_modal(args):
     jobs = H.addon_module("jobs")
     ops = H.addon_module("operators")
     storage = H.addon_module("storage")
-    Op = bpy.types.PARTFIELD_OT_compute
     wm = bpy.context.window_manager
 
     class Event:
         def __init__(self, type_, value="NOTHING"):
             self.type, self.value = type_, value
 
-    class FakeOp:
-        """Stands in for the operator instance Blender would create; runs the real methods."""
-        modal = Op.modal
-        _finish = Op._finish
-        _stop = Op._stop
-
-        def __init__(self):
-            self.reports = []
-
-        def report(self, kind, msg):
-            self.reports.append((set(kind), msg))
-
     def start(objs):
-        op = FakeOp()
+        op = H.fake_compute_operator()
         op._job = ops._running_job = jobs.ComputeJob([jobs.extract_inputs(o) for o in objs],
                                                      jobs.ModelSpec(path=args.weights, device="cpu")).start()
         op._applied = 0
