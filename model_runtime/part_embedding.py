@@ -30,7 +30,10 @@ from .part_tree import normalize_rows
 
 CLUSTERING_METHODS = ("fused", "features")
 DEFAULT_CLUSTERING = "fused"
-SPECTRAL_DIMS = 12
+# Eigenvectors in the spectral block. 32 (12 until 2026-12-01): nearly loose parts of similar size (a
+# bearing's balls) take one small eigenvalue each, and with 12 most of them shared coordinates
+# (BENCHMARKS.md, "Weak kinds of issue 20: 32 spectral eigenvectors").
+SPECTRAL_DIMS = 32
 CONVEX_FACTOR = 0.1  # convex creases count this much of a concave one of the same angle
 PIECE_PULL = 0.8  # share of a polygon's vector replaced by its loose piece's mean
 MIN_WEIGHT = 1e-3  # edge weights are clipped here so the Laplacian stays well conditioned

@@ -14,7 +14,7 @@ from .connectivity import DEFAULT_BRIDGE, DEFAULT_WELD_TOLERANCE, build_connecti
 from .errors import Cancelled, InputError
 from .face_features import DEFAULT_MAX_MEMORY_MB, DEFAULT_RANDOM_SAMPLES, DEFAULT_SPACING, polygon_features
 from .normalization import Normalization
-from .part_embedding import DEFAULT_CLUSTERING, feature_block, part_embedding
+from .part_embedding import DEFAULT_CLUSTERING, SPECTRAL_DIMS, feature_block, part_embedding
 from .part_tree import PartTree, kmeans_labels, natural_cut
 from .result import SegmentationResult
 from .sampling import DEFAULT_NUM_POINTS, estimate_normals, sample_mesh
@@ -37,6 +37,7 @@ class SegmentOptions:
     bridge: str = DEFAULT_BRIDGE
     features_fp16: bool = False  # keep features as float16 in the result (half the size)
     clustering: str = DEFAULT_CLUSTERING  # "fused" (features + creases + loose pieces) or "features"
+    spectral_dims: int = SPECTRAL_DIMS  # "fused": eigenvectors in the spectral block
     # Cuts coarser than the tree's natural one may join parts that do not touch but whose
     # features match (a chair's legs, a creature's arms); that cut and finer ones are unchanged.
     group_alike: bool = True
@@ -155,7 +156,7 @@ def segment_mesh(mesh, model, options: SegmentOptions | None = None, progress=No
     rep.check()
     cluster_stats = {}
     space = part_embedding(features, mesh, con, vertices=v, method=options.clustering, stats=cluster_stats,
-                           cancel=cancel)
+                           cancel=cancel, spectral_dims=options.spectral_dims)
     rep.check()
     free = feature_block(space, features) if options.group_alike else None
     tree = PartTree.build(space, con, normalize=False, progress=rep.stage("part tree"), cancel=cancel,

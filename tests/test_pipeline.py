@@ -137,3 +137,15 @@ def test_messy_mesh_is_handled_with_warnings():
     assert res.metadata["non_manifold_edges"] >= 1
     assert res.labels(3).shape == (len(polys),)
     assert np.isfinite(res.features.astype(np.float64)).all()
+
+
+def test_spectral_dims_option_reaches_the_clustering_and_the_metadata(chair):
+    from model_runtime.part_embedding import SPECTRAL_DIMS
+
+    model = RandomTriplaneField(resolution=64, channels=16)
+    default = segment_mesh(chair, model, SegmentOptions(num_points=5000))
+    narrow = segment_mesh(chair, model, SegmentOptions(num_points=5000, spectral_dims=2))
+    assert default.metadata["options"]["spectral_dims"] == SPECTRAL_DIMS == 32
+    assert narrow.metadata["options"]["spectral_dims"] == 2
+    # two eigenvectors instead of 32 give another tree on the same features
+    assert any(not same_partition(default.labels(k), narrow.labels(k)) for k in range(3, 9))
