@@ -357,18 +357,16 @@ def check_layout(children, num_leaves: int, sizes, starts, labels) -> tuple[np.n
     a, b = np.ascontiguousarray(ch[:, 0]), np.ascontiguousarray(ch[:, 1])
     sa, sb = np.take(size, a), np.take(size, b)
     tmp = np.add(sa, sb, dtype=np.int64)
-    wrong = np.flatnonzero(tmp != size[p:])
-    if wrong.size:
-        t = int(wrong[0])
+    t = _first_mismatch(tmp, size[p:])
+    if t is not None:
         raise InputError(f"the stored size of node {p + t} is {int(size[p + t])}, but its children "
                          f"{ch[t].tolist()} hold {int(tmp[t])} leaves")
     start = np.empty(n, kind)
     start[a] = starts
     start[b] = np.add(starts, sa, out=tmp)
     start[n - 1] = 0
-    wrong = np.flatnonzero(start[p:] != starts)
-    if wrong.size:
-        t = int(wrong[0])
+    t = _first_mismatch(start[p:], starts)
+    if t is not None:
         raise InputError(f"the stored start of node {p + t} is {int(starts[t])}, but its place in the tree "
                          f"puts it at {int(start[p + t])}")
     own = np.empty(n, kind)
@@ -376,12 +374,17 @@ def check_layout(children, num_leaves: int, sizes, starts, labels) -> tuple[np.n
     own[b] = labels
     own[_smaller_children(a, b, sa, sb)] = np.arange(p - 1, 0, -1, dtype=kind)  # merge t: P-1-t
     own[n - 1] = 0
-    wrong = np.flatnonzero(own[p:] != labels)
-    if wrong.size:
-        t = int(wrong[0])
+    t = _first_mismatch(own[p:], labels)
+    if t is not None:
         raise InputError(f"the stored label of node {p + t} is {int(labels[t])}, but the merges give it "
                          f"{int(own[p + t])}")
     return size, start, own
+
+
+def _first_mismatch(derived, stored) -> int | None:
+    """The first merge index where `derived` and `stored` differ, or None."""
+    wrong = np.flatnonzero(derived != stored)
+    return int(wrong[0]) if wrong.size else None
 
 
 class PartTree:

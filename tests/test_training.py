@@ -429,6 +429,16 @@ def test_weak_mix_adds_the_weak_kinds_and_default_is_unchanged():
     assert all(mix_category(s, "default") is None for s in seeds[:20])  # make_shape draws, as before
     heavy = [mix_category(s, "weak-heavy") for s in seeds]
     assert 0.45 < sum(c in WEAK_KINDS for c in heavy) / len(heavy) < 0.65  # 21.6 of 39.4 weight units
+    # the CLI lists the mixes itself (it imports no training code to build its parser)
+    import argparse
+
+    from model_runtime.cli import train as train_cli
+    from model_runtime.training.procedural import MIXES
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    train_cli.add_parser(sub, "train")
+    mix_action = next(a for a in sub.choices["train"]._actions if a.dest == "mix")
+    assert tuple(mix_action.choices) == MIXES
     with pytest.raises(ValueError):
         mix_category(1, "organic")
     # a batch of the weak mix holds the drawn kinds; the default batch is the one of before

@@ -28,6 +28,7 @@ from ..connectivity import build_connectivity
 from ..mesh import MeshArrays
 from ..part_embedding import (
     DEFAULT_CLUSTERING,
+    SPECTRAL_DIMS,
     crease_weights,
     feature_block,
     graph_edges,
@@ -259,7 +260,6 @@ def model_method(name: str, model, n_points: int, face_samples: int = 4, face_me
     `spectral_dims`: eigenvectors in the fused space's spectral block (None: the runtime's).
     Methods given the same `shared` dict run the network once per shape: it keeps the last
     shape's features."""
-    extra = {} if spectral_dims is None else {"spectral_dims": int(spectral_dims)}
     shared = {} if shared is None else shared
     model = augmented(model, views, view_set)
 
@@ -269,7 +269,8 @@ def model_method(name: str, model, n_points: int, face_samples: int = 4, face_me
             shared["features"] = network_face_features(model, s.vertices, s.faces, n_points, face_samples,
                                                        method=face_method)
         space = part_embedding(shared["features"], MeshArrays.from_triangles(s.vertices, s.faces), conn,
-                               method=clustering, **extra)
+                               method=clustering,
+                               spectral_dims=SPECTRAL_DIMS if spectral_dims is None else int(spectral_dims))
         return (space, feature_block(space, shared["features"])) if group_alike else space
 
     return Method(name, features, normalize=False, free=group_alike)

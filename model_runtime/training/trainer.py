@@ -75,7 +75,7 @@ class TrainOptions:
     # Start the network from this model file (fine-tuning; fresh optimiser). Its config must
     # equal --config's. A resumed run's checkpoint.pt takes precedence.
     init: str | None = None
-    mix: str = "default"  # training categories: "default" or "weak" (`procedural.MIXES`)
+    mix: str = "default"  # training categories: one of `procedural.MIXES`
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
