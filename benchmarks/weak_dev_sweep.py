@@ -5,6 +5,8 @@ the held-out set uses j = 0..49, so these never overlap it. Network features are
 per shape and cached (`--cache`); each variant re-runs only the clustering space and the tree.
 
     python benchmarks/weak_dev_sweep.py --per-kind 6 --variants base,dims24,touching --threads 1
+    python benchmarks/weak_dev_sweep.py --views 4 --variants base,free1   # TTA; free1: look-alike
+                                                    # merges compared on the 1-view features
 """
 from __future__ import annotations
 
@@ -62,6 +64,8 @@ def space_for(variant, feats, shape, conn):
             opts["feat_w"] = False
         elif tok == "features":
             opts["spec_scale"] = 0.0
+        elif tok == "free1":  # handled by the caller: look-alike merges on the 1-view features
+            continue
         else:
             raise SystemExit(f"unknown variant token {tok}")
     x = normalize_rows(feats)
@@ -126,10 +130,21 @@ def main(argv=None):
             feats = ev.network_face_features(net, s.vertices, s.faces, model.config.num_points)
             np.save(f, feats.astype(np.float32))
         conn = build_connectivity(MeshArrays.from_triangles(s.vertices, s.faces))
+        single = None
+        if args.views > 1 and any("free1" in v.split("+") for v in variants):
+            f1 = cache / f"{tag.rsplit('_v', 1)[0]}_{s.name.replace('/', '_')}.npy"
+            if f1.exists():
+                single = np.load(f1)
+            else:
+                single = ev.network_face_features(model, s.vertices, s.faces, model.config.num_points)
+                np.save(f1, single.astype(np.float32))
         line = []
         for var in variants:
             t0 = time.perf_counter()
             space, free = space_for(var, feats.astype(np.float64), s, conn)
+            if free is not None and single is not None and "free1" in var.split("+"):
+                # the same loose-piece pull as the runtime's feature block, on the 1-view features
+                free = space_for(var, single.astype(np.float64), s, conn)[1]
             info = {}
             sc = ev.tree_scores(space, conn, s.labels, False, free_space=free, info=info)
             scores[var][s.name] = sc
