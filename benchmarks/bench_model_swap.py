@@ -1,7 +1,8 @@
 """Segment time of two model files on the same ~100k-face mesh (CPU, one thread), alternated,
 median of `--repeats`: the check that a model swap of the same architecture leaves the
 runtime's cost unchanged (`--before-dims` / `--after-dims`: also a change of the spectral
-eigenvector count). Prints one JSON line per run and a summary line.
+eigenvector count; `--before-views` / `--after-views`: of the test-time views). Prints one JSON
+line per run and a summary line.
 
   .venv/bin/python benchmarks/bench_model_swap.py model_runtime/weights/partfield_small.safetensors \
       runs/ft_weak/model.safetensors --faces 100000 --repeats 3
@@ -30,6 +31,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--before-dims", type=int, help="spectral eigenvectors of the before side (default: the runtime's)")
     p.add_argument("--after-dims", type=int, help="the same for the after side")
+    p.add_argument("--before-views", type=int, help="test-time views of the before side (default: the runtime's)")
+    p.add_argument("--after-views", type=int, help="the same for the after side")
     args = p.parse_args(argv)
     import torch
 
@@ -45,14 +48,17 @@ def main(argv=None) -> int:
     models = {name: FieldModel.load(path, device="cpu", precision="auto")
               for name, path in (("before", args.before), ("after", args.after))}
     walls: dict = {name: [] for name in models}
+    options = {name: {key: value for key, value in (("spectral_dims", getattr(args, f"{name}_dims")),
+                                                    ("test_time_views", getattr(args, f"{name}_views")))
+                      if value is not None} for name in models}
     for rep in range(args.repeats):
         for name, model in models.items():
             t = time.perf_counter()
-            dims = args.before_dims if name == "before" else args.after_dims
-            res = segment_mesh(mesh, model, SegmentOptions() if dims is None else SegmentOptions(spectral_dims=dims))
+            res = segment_mesh(mesh, model, SegmentOptions(**options[name]))
             wall = time.perf_counter() - t
             walls[name].append(wall)
-            print(json.dumps({"model": name, "faces": len(f), "wall_s": round(wall, 3), **res.metadata["timings"],
+            print(json.dumps({"model": name, "faces": len(f), "wall_s": round(wall, 3),
+                              "views": res.metadata["options"]["test_time_views"], **res.metadata["timings"],
                               "load": os.getloadavg()[0]}), flush=True)
     med = {name: statistics.median(w) for name, w in walls.items()}
     print(json.dumps({"faces": len(f), "before_median_s": round(med["before"], 3),

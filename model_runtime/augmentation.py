@@ -10,8 +10,13 @@ the features. With the identity as the only view it is the wrapped model, bit fo
 Two view sets, both signed axis permutations (they map the normalised bounding box onto
 itself, so nothing is renormalised and the per-face quadrature's texel spacing holds):
 "mirror" (4 views: the identity and the mirror images across the three coordinate planes;
-the runtime's set when `SegmentOptions.test_time_views` > 1, off by default) and "axes"
-(the identity, the two cyclic axis permutations, then their mirror images; it lost on COSEG).
+the runtime's set) and "axes" (the identity, the two cyclic axis permutations, then their
+mirror images; it lost on COSEG).
+
+The runtime's default (`SegmentOptions.test_time_views=None`, `default_views`): 4 mirror views
+for our own models, whose forward pass is cheap and where they were measured to help
+(BENCHMARKS.md, "Weak kinds of issue 20: test-time augmentation on by default"); 1 (off) for
+NVIDIA's released network, which costs many times more per pass and was not measured with it.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from .errors import Cancelled, InputError, accepts_cancel
 from .normalization import HALF_SPAN
 
 _CYCLE = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # (x, y, z) -> (z, x, y)
@@ -39,6 +44,24 @@ MAX_VIEWS = len(VIEWS)
 # the identity and the mirror images across the three coordinate planes.
 MIRROR_VIEWS = (np.eye(3), np.diag([-1.0, 1.0, 1.0]), np.diag([1.0, -1.0, 1.0]), np.diag([1.0, 1.0, -1.0]))
 VIEW_SETS = {"axes": VIEWS, "mirror": MIRROR_VIEWS}
+OWN_MODEL_VIEWS = 4  # the default for our own models (`default_views`)
+RELEASED_MODEL_NAME = "partfield-objaverse"
+
+
+def default_views(model) -> int:
+    """Test-time views the runtime uses for `model` when none are asked for: `OWN_MODEL_VIEWS`
+    for our own models, 1 for NVIDIA's released network (its config name, or a Lightning
+    checkpoint) and for a model that is already an `AugmentedField`."""
+    if isinstance(model, AugmentedField):
+        return 1
+    cfg = getattr(model, "config", None)
+    released = getattr(cfg, "name", None) == RELEASED_MODEL_NAME or getattr(model, "kind", None) == "lightning"
+    return 1 if released else OWN_MODEL_VIEWS
+
+
+def _check(cancel):
+    if cancel is not None and cancel():
+        raise Cancelled("test-time views cancelled")
 
 
 def _signed_permutation(r: np.ndarray) -> bool:
@@ -97,10 +120,14 @@ class AugmentedField:
         out["test_time_views"] = len(self.rotations)
         return out
 
-    def encode(self, points, normals=None) -> list:
+    def encode(self, points, normals=None, cancel=None) -> list:
+        """One encoding per view; `cancel() -> bool` is polled between views and passed on to a
+        wrapped model that polls it itself (`FieldModel`), so Esc stops within one block."""
         pts = np.asarray(points, dtype=np.float64)
+        inner = {"cancel": cancel} if cancel is not None and accepts_cancel(self.model.encode) else {}
         out = []
         for r in self.rotations:
+            _check(cancel)
             identity = bool(np.array_equal(r, np.eye(3)))
             centre, scale = np.zeros(3), 1.0
             if identity:
@@ -114,17 +141,21 @@ class AugmentedField:
                 p32 = ((p - centre) * scale).astype(np.float32)
             if self.reads_normals:
                 n = None if normals is None else (np.asarray(normals, np.float64) @ r.T).astype(np.float32)
-                planes = self.model.encode(p32, n)
+                planes = self.model.encode(p32, n, **inner)
             else:
-                planes = self.model.encode(p32)
+                planes = self.model.encode(p32, **inner)
             out.append(_View(r, centre, scale, planes, identity))
         return out
 
-    def decode(self, encoded, queries, max_memory_mb=None) -> np.ndarray:
+    def decode(self, encoded, queries, max_memory_mb=None, cancel=None) -> np.ndarray:
+        """The mean of every view's field at `queries`; `cancel` polled as in `encode`."""
         q = np.asarray(queries, dtype=np.float32)
+        inner = {"cancel": cancel} if cancel is not None and accepts_cancel(self.model.decode) else {}
         acc = None
         for view in encoded:
-            f = self.model.decode(view.triplanes, q if view.identity else view.map(q), max_memory_mb=max_memory_mb)
+            _check(cancel)
+            f = self.model.decode(view.triplanes, q if view.identity else view.map(q), max_memory_mb=max_memory_mb,
+                                  **inner)
             if len(encoded) == 1:
                 return f
             acc = f.astype(np.float64) if acc is None else acc + f

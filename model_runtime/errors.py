@@ -25,6 +25,16 @@ class Cancelled(PartFieldError):
     """The caller asked the running job to stop."""
 
 
+def accepts_cancel(fn) -> bool:
+    """True when callable `fn` takes a `cancel` keyword (the polling protocol of `Cancelled`)."""
+    import inspect
+
+    try:
+        return "cancel" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 class StoredResultError(InputError):
     """A saved segmentation result (npz file or the copy kept in a .blend) is unreadable,
     claims more than it holds, or does not fit the mesh it is stored with."""

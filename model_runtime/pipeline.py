@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import __version__
-from .augmentation import augmented
+from .augmentation import augmented, default_views
 from .connectivity import DEFAULT_BRIDGE, DEFAULT_WELD_TOLERANCE, build_connectivity
-from .errors import Cancelled, InputError
+from .errors import Cancelled, InputError, accepts_cancel
 from .face_features import DEFAULT_MAX_MEMORY_MB, DEFAULT_RANDOM_SAMPLES, DEFAULT_SPACING, polygon_features
 from .normalization import Normalization
 from .part_embedding import DEFAULT_CLUSTERING, SPECTRAL_DIMS, feature_block, part_embedding
@@ -42,9 +42,9 @@ class SegmentOptions:
     # features match (a chair's legs, a creature's arms); that cut and finer ones are unchanged.
     group_alike: bool = True
     # Test-time augmentation: the field averaged over this many rigid views (`augmentation`);
-    # 1 (the default) is off. 4 "mirror" views gain on the held-out weak kinds and COSEG but
-    # break a plain welded table at k = 5 (BENCHMARKS.md "Weak kinds of issue 20").
-    test_time_views: int = 1
+    # 1 is off; None (the default) is the model's own (`augmentation.default_views`: 4 for our
+    # models, 1 for the released one). The result's metadata holds the number used.
+    test_time_views: int | None = None
     test_time_view_set: str = "mirror"  # or "axes" (`augmentation.VIEW_SETS`)
 
     def to_dict(self) -> dict:
@@ -93,6 +93,8 @@ def segment_mesh(mesh, model, options: SegmentOptions | None = None, progress=No
     options = options or SegmentOptions()
     if isinstance(options, dict):
         options = SegmentOptions(**options)
+    if options.test_time_views is None:
+        options = dataclasses.replace(options, test_time_views=default_views(model))
     model = augmented(model, options.test_time_views, options.test_time_view_set)  # the model itself for 1 view
     rep = _Reporter(progress, cancel)
     timings = {}
@@ -126,7 +128,7 @@ def segment_mesh(mesh, model, options: SegmentOptions | None = None, progress=No
     rep.check()
     resolution = int(getattr(model.config, "plane_resolution", 128))
     stats = {}
-    decode_kwargs = {"cancel": cancel} if cancel is not None and _accepts_cancel(model.decode) else {}
+    decode_kwargs = {"cancel": cancel} if cancel is not None and accepts_cancel(model.decode) else {}
     features = polygon_features(
         mesh,
         lambda q: model.decode(triplanes, q, max_memory_mb=options.max_memory_mb, **decode_kwargs),
@@ -200,18 +202,9 @@ def _encode(model, points, normals, cancel=None):
     """Encode `points`, with their normals when the model reads them; `cancel` is passed on
     to models whose `encode` polls it between blocks (`FieldModel`)."""
     reads = getattr(model, "reads_normals", False)
-    if cancel is not None and _accepts_cancel(model.encode):
+    if cancel is not None and accepts_cancel(model.encode):
         return model.encode(points, normals if reads else None, cancel=cancel)
     return model.encode(points, normals) if reads else model.encode(points)
-
-
-def _accepts_cancel(fn) -> bool:
-    import inspect
-
-    try:
-        return "cancel" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def segment_points(points, model, ks=range(2, 21), options: SegmentOptions | None = None) -> dict:

@@ -35,6 +35,14 @@ CLUSTERING_CHOICES = (
               "and its loose pieces (recommended)"),
     ("features", "Features Only", "Cluster the network's features alone, as in the PartField paper"),
 )
+# Test-time views (`SegmentOptions.test_time_views`): AUTO leaves it to the runtime
+# (`model_runtime.augmentation.default_views`: 4 for our own models, 1 for the released one).
+VIEW_CHOICES = (
+    ("AUTO", "Auto", "4 mirror views with the built-in model, 1 with NVIDIA's released model (recommended)"),
+    ("1", "1 View (Fastest)", "One network pass, no averaging"),
+    ("4", "4 Mirror Views", "Average the field over the mesh and its three mirror images: better parts, "
+                            "4 network passes"),
+)
 
 
 def weights_folder(create: bool = False) -> str:
@@ -92,6 +100,10 @@ class PartFieldPreferences(AddonPreferences):
                     "a creature's arms); the tree's natural cut and finer ones are unchanged "
                     "(applies to the next Compute)",
     )
+    test_time_views: EnumProperty(
+        name="Test-Time Views", items=VIEW_CHOICES, default="AUTO",
+        description="How many views of the mesh the part field is averaged over (applies to the next Compute)",
+    )
     decode_memory_mb: IntProperty(
         name="Decode Memory Limit", default=2048, min=128, soft_max=16384, subtype="NONE",
         description="Upper bound in MB for memory used while decoding per-face features "
@@ -108,6 +120,7 @@ class PartFieldPreferences(AddonPreferences):
         col.prop(self, "precision")
         col.prop(self, "clustering")
         col.prop(self, "group_alike")
+        col.prop(self, "test_time_views")
         col.prop(self, "decode_memory_mb")
         box = layout.box()
         for i, line in enumerate(describe_lines(self)):
@@ -154,10 +167,13 @@ def model_spec_from_prefs(prefs):
 
     if prefs is None:
         return ModelSpec()
+    options = {"clustering": getattr(prefs, "clustering", "fused"),
+               "group_alike": bool(getattr(prefs, "group_alike", True))}
+    views = getattr(prefs, "test_time_views", "AUTO")
+    if views != "AUTO":
+        options["test_time_views"] = int(views)
     return ModelSpec(path=model_path(prefs), device=prefs.device, precision=prefs.precision,
-                     max_memory_mb=prefs.decode_memory_mb,
-                     options={"clustering": getattr(prefs, "clustering", "fused"),
-                              "group_alike": bool(getattr(prefs, "group_alike", True))})
+                     max_memory_mb=prefs.decode_memory_mb, options=options)
 
 
 def model_spec_from_context(context=None):

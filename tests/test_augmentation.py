@@ -76,8 +76,26 @@ def test_average_of_views(model):
         AugmentedField(model, [np.diag([2.0, 1.0, 1.0])])
 
 
+def test_default_views_are_four_for_our_models_and_one_for_the_released_network(chair, model):
+    import dataclasses
+
+    from model_runtime.augmentation import OWN_MODEL_VIEWS, default_views
+    from model_runtime.config import PartFieldConfig
+    from model_runtime.network import PartFieldNet
+
+    assert OWN_MODEL_VIEWS == 4 and default_views(model) == 4
+    assert default_views(AugmentedField(model, [np.eye(3)])) == 1  # never augmented twice
+    # the released network is told by its config name (a small net under that name: cheap to build)
+    cfg = dataclasses.replace(PartFieldConfig.small(), name=PartFieldConfig.released().name)
+    released = FieldModel(PartFieldNet(cfg), torch.device("cpu"), torch.float32, "stand-in")
+    assert default_views(released) == 1
+    # the pipeline's default (None) is the model's, and the result says what was used
+    res = segment_mesh(chair, model, SegmentOptions(num_points=4096))
+    assert res.metadata["options"]["test_time_views"] == 4 and res.metadata["model"]["test_time_views"] == 4
+
+
 def test_segment_option_is_deterministic_and_identity_equals_plain(chair, model):
-    opts = SegmentOptions(num_points=4096)
+    opts = SegmentOptions(num_points=4096, test_time_views=1)
     plain = segment_mesh(chair, model, opts)
     ident = segment_mesh(chair, AugmentedField(model, [np.eye(3)]), opts)
     np.testing.assert_array_equal(ident.features, plain.features)
@@ -95,3 +113,23 @@ def test_evaluation_uses_the_same_views(chair, model):
     plain = network_face_features(model, v, f, 2048)
     ident = network_face_features(AugmentedField(model, [np.eye(3)]), v, f, 2048)
     np.testing.assert_array_equal(ident, plain)
+
+
+def test_views_poll_cancel_in_encode_and_decode(model):
+    from model_runtime.errors import Cancelled
+
+    p, n = _points()
+    tta = AugmentedField(model, views(4, "mirror"))
+    polls = []
+
+    def never():
+        polls.append(1)
+        return False
+
+    enc = tta.encode(p, n, cancel=never)
+    assert len(polls) > 4  # between views and, passed on, inside each view's encoder
+    np.testing.assert_array_equal(tta.decode(enc, p[:256], cancel=never), tta.decode(tta.encode(p, n), p[:256]))
+    with pytest.raises(Cancelled):
+        tta.encode(p, n, cancel=lambda: True)
+    with pytest.raises(Cancelled):
+        tta.decode(enc, p[:256], cancel=lambda: True)

@@ -53,6 +53,12 @@ SCRIPT = textwrap.dedent("""
     prefs.group_alike = False
     assert prefs_mod.model_spec_from_prefs(prefs).options["group_alike"] is False
     prefs.group_alike = True
+    # Test-time views: Auto leaves them to the runtime; a number reaches the options.
+    assert prefs.test_time_views == "AUTO"
+    assert "test_time_views" not in prefs_mod.model_spec_from_prefs(prefs).options
+    prefs.test_time_views = "1"
+    assert prefs_mod.model_spec_from_prefs(prefs).options["test_time_views"] == 1
+    prefs.test_time_views = "AUTO"
     import addon_utils
     addon_utils.disable(ext_helpers.ADDON)
     assert not hasattr(bpy.types, "PARTFIELD_OT_download_weights")

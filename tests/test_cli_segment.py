@@ -58,12 +58,14 @@ def test_segment_off_file_several_levels(tmp_path, coseg_dir, checkpoint):
     res = SegmentationResult.load(out / "15.partfield.npz")
     np.testing.assert_array_equal(res.labels(4), prev)
     assert res.metadata["options"]["group_alike"] is True
+    assert res.metadata["options"]["test_time_views"] == 4  # our own model's default
     # --touching-only turns the look-alike merges off; the choice is kept with the result
     r = run_cli(src, "--parts", "2", "--out", tmp_path / "touching", "--checkpoint", checkpoint, "--device", "cpu",
-                "--points", "6000", "--save-result", "--no-mesh", "--touching-only", "--quiet")
+                "--points", "6000", "--save-result", "--no-mesh", "--touching-only", "--views", "1", "--quiet")
     assert r.returncode == 0, r.stderr
     res = SegmentationResult.load(tmp_path / "touching" / "15.partfield.npz")
     assert res.metadata["options"]["group_alike"] is False
+    assert res.metadata["options"]["test_time_views"] == 1
 
 
 def test_segment_obj_with_quads(tmp_path, checkpoint):

@@ -149,3 +149,29 @@ def test_decoding_polls_cancel_between_chunks():
         model.decode(planes, q, cancel=cancel)
     assert len(calls) == 2  # several chunks: stopped before the second
     assert model.decode(planes, q[:10], cancel=lambda: False).shape == (10, cfg.feature_dim)
+
+
+def test_evaluation_scores_the_count_the_runtime_suggests():
+    """Look-alike blocks: the graph tree's natural cut (8 blocks) is what the runtime suggests;
+    the final tree's costs (look-alike merges above it cost almost nothing) would say 4.
+    The evaluation's "at the suggested part count" must score the runtime's 8."""
+    from model_runtime.connectivity import build_connectivity
+    from model_runtime.mesh import MeshArrays
+    from model_runtime.part_tree import PartTree, natural_cut
+    from model_runtime.pipeline import suggested_parts
+    from model_runtime.training import evaluation as ev
+    from test_connectivity import grid
+
+    v, q = grid(16, 10)
+    mesh = MeshArrays.from_triangles(v, q)
+    c = mesh.polygon_centers()
+    bx, by = np.floor(c[:, 0] / 4), np.floor(c[:, 1] / 5)
+    feats = np.c_[bx % 2, by % 2, 0.01 * c[:, 0]].astype(np.float64)  # blocks alike in a checkerboard
+    con = build_connectivity(mesh)
+    tree = PartTree.build(feats, con, normalize=False, free_space=feats)
+    assert suggested_parts(tree) == tree.natural_parts == 8
+    assert natural_cut(tree.costs, tree.num_leaves) != 8  # what the evaluation read before
+    assert ev.suggested_parts(tree) == 8
+    info = {}
+    ev.tree_scores(feats, con, (bx * 10 + by).astype(np.int64), False, free_space=feats, info=info)
+    assert info["suggested"][0] == 8 and info["suggested"][1][""] > 0.99

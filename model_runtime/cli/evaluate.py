@@ -45,9 +45,13 @@ def add_parser(subparsers, help_line: str) -> None:
     p.add_argument("--touching-only", action="store_true",
                    help="model methods: build the tree on touching parts only (no look-alike merges above "
                         "its natural cut; the runtime's behaviour before 2026-11-29)")
+    p.add_argument("--views", type=int, default=None,
+                   help="model, model_features and untrained: test-time views, the field averaged over the mesh "
+                        "and its mirror images (default: the runtime's for the model file, 4 for our own models "
+                        "since 2026-12-01; 1 is off, what 'model' meant before)")
     p.add_argument("--tta", type=int, default=4,
-                   help="model_tta: the model's field averaged over this many rigid views (test-time augmentation; "
-                        "4 mirror views gain on the weak kinds; the runtime's default, and the model method's, is 1: off)")
+                   help="model_tta: the model's field averaged over this many rigid views of --tta-set "
+                        "(test-time augmentation)")
     p.add_argument("--tta-set", default="mirror", choices=["axes", "mirror"],
                    help="model_tta: axes = identity then cyclic axis permutations; mirror = identity then "
                         "mirror images across the coordinate planes")
@@ -64,6 +68,7 @@ def add_parser(subparsers, help_line: str) -> None:
 def _methods(args, log):
     import torch
 
+    from ..augmentation import default_views
     from ..field_model import FieldModel
     from ..network import PartFieldNet
     from ..training import evaluation as ev
@@ -80,12 +85,13 @@ def _methods(args, log):
     if "model" in wanted or "model_features" in wanted:
         info["model"] = model.describe()
         info["model"]["metadata"] = {k: v for k, v in model.metadata.items() if k != "partfield_config"}
+        info["model"]["test_time_views"] = default_views(model) if args.views is None else args.views
         shared: dict = {}  # one network pass per shape for both clusterings
         for name, clustering in (("model", "fused"), ("model_features", "features")):
             if name in wanted:
                 methods.append(ev.model_method(name, model, args.points or cfg.num_points, args.face_samples,
                                                args.face_method, clustering, shared,
-                                               group_alike=not args.touching_only,
+                                               group_alike=not args.touching_only, views=args.views,
                                                spectral_dims=args.spectral_dims))
     if "model_tta" in wanted:
         methods.append(ev.model_method("model_tta", model, args.points or cfg.num_points, args.face_samples,
@@ -96,8 +102,10 @@ def _methods(args, log):
         torch.manual_seed(0)
         net = PartFieldNet(cfg)
         control = FieldModel(net, torch.device(args.device), torch.float32, "untrained (random init, seed 0)")
+        # the same views as the model method (the runtime's default for the model file)
+        views = default_views(model) if args.views is None else args.views
         methods.append(ev.model_method("untrained", control, args.points or cfg.num_points, args.face_samples,
-                                       args.face_method, group_alike=not args.touching_only))
+                                       args.face_method, group_alike=not args.touching_only, views=views))
     for m in ev.baseline_methods():
         if m.name in wanted:
             methods.append(m)
@@ -147,8 +155,8 @@ def run(args) -> int:
 
 def _argv(args) -> list:
     out = []
-    for key in ("checkpoint", "dataset", "categories", "per_category", "methods", "points", "face_method", "tta",
-                "tta_set", "limit"):
+    for key in ("checkpoint", "dataset", "categories", "per_category", "methods", "points", "face_method", "views",
+                "tta", "tta_set", "spectral_dims", "limit"):
         v = getattr(args, key, None)
         if v is not None:
             out.append(f"--{key.replace('_', '-')} {v}")

@@ -124,6 +124,9 @@ def add_parser(subparsers, help_line):
     p.add_argument("--touching-only", action="store_true",
                    help="never join parts that do not touch (by default, cuts coarser than the tree's "
                         "natural one may join look-alike parts such as a chair's legs)")
+    p.add_argument("--views", type=int, default=None, choices=[1, 2, 3, 4], metavar="N",
+                   help="test-time views: the field averaged over the mesh and its mirror images, 1..4 "
+                        "(default: the model's, 4 for our own models and 1 for NVIDIA's released one)")
     p.add_argument("--save-result", action="store_true", help="also write <name>.partfield.npz (features + tree)")
     p.add_argument("--no-mesh", action="store_true", help="skip the coloured .ply files")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -302,6 +305,7 @@ def run(args) -> int:
         num_points=args.points, seed=args.seed, feature_method=args.features,
         samples_per_face=args.samples_per_face, max_memory_mb=args.max_memory_mb or DEFAULT_MAX_MEMORY_MB,
         weld=not args.no_weld, bridge=args.bridge, clustering=args.clustering, group_alike=not args.touching_only,
+        test_time_views=args.views,
     )
     failed = 0
     for path, name, mesh in zip(inputs, names, meshes):

@@ -36,8 +36,7 @@ from ..part_embedding import (
     spectral_embedding,
 )
 from ..part_tree import PartTree
-from ..augmentation import augmented
-from ..part_tree import natural_cut
+from ..augmentation import augmented, default_views
 from .procedural import make_shape, normalisation, sample_surface
 from .shapes import CATEGORIES
 from .shapes_organic import WEAK_KINDS
@@ -207,11 +206,13 @@ def spectral_features(v: np.ndarray, f: np.ndarray, conn, dims: int = 12) -> np.
 # Evaluation driver.
 
 def suggested_parts(tree: PartTree) -> int:
-    """The part count the runtime suggests for a tree: its natural cut, read from the costs
-    of the tree as built (`part_tree.natural_cut`)."""
-    if tree.costs is None or tree.num_leaves < 2:
-        return max(1, tree.num_leaves)
-    return natural_cut(tree.costs, tree.num_leaves)
+    """The part count the runtime suggests for a tree (`pipeline.suggested_parts`: the natural
+    cut of the graph tree, before look-alike merges replaced the coarse merges). Until
+    2026-12-01 this read the natural cut off the costs of the final tree instead, a different
+    count on most shapes: the "at the suggested part count" figures before then are of that."""
+    from ..pipeline import suggested_parts as runtime_suggested
+
+    return runtime_suggested(tree)
 
 
 def tree_scores(features, conn, gt, normalize: bool, ks=K_RANGE, other_levels=None, free_space=None, info=None):
@@ -251,17 +252,18 @@ class Method:
 
 def model_method(name: str, model, n_points: int, face_samples: int = 4, face_method: str = "quadrature",
                  clustering: str = DEFAULT_CLUSTERING, shared: dict | None = None,
-                 group_alike: bool = True, views: int = 1, view_set: str = "axes",
+                 group_alike: bool = True, views: int | None = None, view_set: str = "mirror",
                  spectral_dims: int | None = None) -> Method:
     """The network's per-face features in the runtime's clustering space (`part_embedding`:
     "fused" by default, or "features" alone as in the paper), with the runtime's look-alike
-    merges above the tree's natural cut unless `group_alike` is False. `views` > 1: the field
-    averaged over that many rigid views (`augmentation`, the runtime's test_time_views).
+    merges above the tree's natural cut unless `group_alike` is False. `views`: the field
+    averaged over that many rigid views of `view_set` (`augmentation`, the runtime's
+    test_time_views; None: the runtime's default for this model, `default_views`).
     `spectral_dims`: eigenvectors in the fused space's spectral block (None: the runtime's).
     Methods given the same `shared` dict run the network once per shape: it keeps the last
     shape's features."""
     shared = {} if shared is None else shared
-    model = augmented(model, views, view_set)
+    model = augmented(model, default_views(model) if views is None else views, view_set)
 
     def features(s, conn):
         if shared.get("shape") is not s:
