@@ -44,15 +44,18 @@ MAX_VIEWS = len(VIEWS)
 # the identity and the mirror images across the three coordinate planes.
 MIRROR_VIEWS = (np.eye(3), np.diag([-1.0, 1.0, 1.0]), np.diag([1.0, -1.0, 1.0]), np.diag([1.0, 1.0, -1.0]))
 VIEW_SETS = {"axes": VIEWS, "mirror": MIRROR_VIEWS}
-OWN_MODEL_VIEWS = 4  # the default for our own models (`default_views`)
+OWN_MODEL_VIEWS = 4  # the default for a FieldModel of our own (`default_views`)
 RELEASED_MODEL_NAME = "partfield-objaverse"
 
 
 def default_views(model) -> int:
     """Test-time views the runtime uses for `model` when none are asked for: `OWN_MODEL_VIEWS`
-    for our own models, 1 for NVIDIA's released network (its config name, or a Lightning
-    checkpoint) and for a model that is already an `AugmentedField`."""
-    if isinstance(model, AugmentedField):
+    for a `FieldModel` of our own, 1 for NVIDIA's released network (its config name, or a
+    Lightning checkpoint) and for any other field object (an `AugmentedField` already averages;
+    other duck-typed fields are used as given)."""
+    from .field_model import FieldModel  # the runtime's model class (imports torch: called at compute time)
+
+    if not isinstance(model, FieldModel):
         return 1
     cfg = getattr(model, "config", None)
     released = getattr(cfg, "name", None) == RELEASED_MODEL_NAME or getattr(model, "kind", None) == "lightning"

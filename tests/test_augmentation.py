@@ -85,6 +85,9 @@ def test_default_views_are_four_for_our_models_and_one_for_the_released_network(
 
     assert OWN_MODEL_VIEWS == 4 and default_views(model) == 4
     assert default_views(AugmentedField(model, [np.eye(3)])) == 1  # never augmented twice
+    from test_pipeline_double import RandomTriplaneField
+
+    assert default_views(RandomTriplaneField()) == 1  # other field objects are used as given
     # the released network is told by its config name (a small net under that name: cheap to build)
     cfg = dataclasses.replace(PartFieldConfig.small(), name=PartFieldConfig.released().name)
     released = FieldModel(PartFieldNet(cfg), torch.device("cpu"), torch.float32, "stand-in")
