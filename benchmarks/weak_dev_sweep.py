@@ -91,6 +91,17 @@ def space_for(variant, feats, shape, conn):
     return space, (x if opts["alike"] else None)
 
 
+def cached_features(path, net, shape, n_points):
+    """The network's per-face features of `shape` from `path`, computed and saved there first."""
+    from model_runtime.training import evaluation as ev
+
+    if path.exists():
+        return np.load(path)
+    feats = ev.network_face_features(net, shape.vertices, shape.faces, n_points)
+    np.save(path, feats.astype(np.float32))
+    return feats
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--per-kind", type=int, default=6)
@@ -114,7 +125,14 @@ def main(argv=None):
     from model_runtime.training import evaluation as ev
 
     model = FieldModel.load(args.checkpoint, device="cpu", precision="fp32")
-    tag = (Path(args.checkpoint).stem if args.checkpoint else "bundled") + (f"_v{args.views}" if args.views > 1 else "")
+    # the cache is keyed by the weights' bytes (the bundled file changes between sessions)
+    import hashlib
+
+    from model_runtime.model_files import default_model_path
+
+    weights = Path(args.checkpoint) if args.checkpoint else Path(default_model_path())
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:8]
+    tag = f"{weights.stem}-{digest}" + (f"_v{args.views}" if args.views > 1 else "")
     net = augmented(model, args.views, "mirror")
     shapes = dev_shapes(args.per_kind, args.kinds.split(",") if args.kinds else None, args.set)
     variants = args.variants.split(",")
@@ -123,21 +141,12 @@ def main(argv=None):
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     for si, s in enumerate(shapes):
-        f = cache / f"{tag}_{s.name.replace('/', '_')}.npy"
-        if f.exists():
-            feats = np.load(f)
-        else:
-            feats = ev.network_face_features(net, s.vertices, s.faces, model.config.num_points)
-            np.save(f, feats.astype(np.float32))
+        feats = cached_features(cache / f"{tag}_{s.name.replace('/', '_')}.npy", net, s, model.config.num_points)
         conn = build_connectivity(MeshArrays.from_triangles(s.vertices, s.faces))
         single = None
         if args.views > 1 and any("free1" in v.split("+") for v in variants):
-            f1 = cache / f"{tag.rsplit('_v', 1)[0]}_{s.name.replace('/', '_')}.npy"
-            if f1.exists():
-                single = np.load(f1)
-            else:
-                single = ev.network_face_features(model, s.vertices, s.faces, model.config.num_points)
-                np.save(f1, single.astype(np.float32))
+            single = cached_features(cache / f"{tag.rsplit('_v', 1)[0]}_{s.name.replace('/', '_')}.npy", model, s,
+                                     model.config.num_points)
         line = []
         for var in variants:
             t0 = time.perf_counter()
