@@ -82,16 +82,18 @@ def _methods(args, log):
         # the untrained control has the architecture of the model file (default: the bundled one)
         model = FieldModel.load(args.checkpoint, device=args.device, precision="fp32")
         cfg = model.config
+        # test-time views of the model methods and the untrained control (the runtime's default for the file)
+        views = default_views(model) if args.views is None else args.views
     if "model" in wanted or "model_features" in wanted:
         info["model"] = model.describe()
         info["model"]["metadata"] = {k: v for k, v in model.metadata.items() if k != "partfield_config"}
-        info["model"]["test_time_views"] = default_views(model) if args.views is None else args.views
+        info["model"]["test_time_views"] = views
         shared: dict = {}  # one network pass per shape for both clusterings
         for name, clustering in (("model", "fused"), ("model_features", "features")):
             if name in wanted:
                 methods.append(ev.model_method(name, model, args.points or cfg.num_points, args.face_samples,
                                                args.face_method, clustering, shared,
-                                               group_alike=not args.touching_only, views=args.views,
+                                               group_alike=not args.touching_only, views=views,
                                                spectral_dims=args.spectral_dims))
     if "model_tta" in wanted:
         methods.append(ev.model_method("model_tta", model, args.points or cfg.num_points, args.face_samples,
@@ -102,8 +104,6 @@ def _methods(args, log):
         torch.manual_seed(0)
         net = PartFieldNet(cfg)
         control = FieldModel(net, torch.device(args.device), torch.float32, "untrained (random init, seed 0)")
-        # the same views as the model method (the runtime's default for the model file)
-        views = default_views(model) if args.views is None else args.views
         methods.append(ev.model_method("untrained", control, args.points or cfg.num_points, args.face_samples,
                                        args.face_method, group_alike=not args.touching_only, views=views))
     for m in ev.baseline_methods():
