@@ -38,7 +38,8 @@ CLUSTERING_CHOICES = (
 # Test-time views (`SegmentOptions.test_time_views`): AUTO leaves it to the runtime
 # (`model_runtime.augmentation.default_views`: 4 for our own models, 1 for the released one).
 VIEW_CHOICES = (
-    ("AUTO", "Auto", "4 mirror views with the built-in model, 1 with NVIDIA's released model (recommended)"),
+    ("AUTO", "Auto", "4 mirror views with our own models (the built-in one and files trained with this "
+                     "project), 1 with NVIDIA's released model (recommended)"),
     ("1", "1 View (Fastest)", "One network pass, no averaging"),
     ("4", "4 Mirror Views", "Average the field over the mesh and its three mirror images: better parts, "
                             "4 network passes"),
